@@ -1,0 +1,238 @@
+"""Configuration, read once from the environment (and a `.env` file) and validated at start.
+
+`Settings` keeps the field names of the original specification and adds what the durable
+pipeline and the delivery engine need. A missing or invalid variable must stop the process
+before it serves anything, with a message that names the variable and never echoes its value
+(pydantic's own error text includes the input, which may be a token): see `load_settings`.
+
+`settings` stays importable as in the original (`from app.config import settings`), but is built
+lazily on first access so that importing any module of the app needs no environment; tests and
+the app factory pass a `Settings` object around instead of reading this global.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FIELDS = frozenset(
+    {
+        "BOT_TOKEN",
+        "WEBHOOK_SECRET_TOKEN",
+        "USER_SERVICE_API_KEY",
+        "AGENT_SERVICE_API_KEY",
+        "ADMIN_TOKEN",
+        "DATABASE_URL",
+    }
+)
+
+_SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def _http_url(value: str, name: str) -> str:
+    value = value.strip().rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{name} must be an http(s) URL")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway; the README's configuration table documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # --- original specification -------------------------------------------------------------
+    BOT_TOKEN: str
+    WEBHOOK_SECRET_TOKEN: str | None = None
+    USER_SERVICE_BASE: str
+    AGENT_SERVICE_BASE: str | None = None
+    REQUEST_TIMEOUT: float = Field(default=10, gt=0, le=300)
+    LOG_LEVEL: str = "INFO"
+
+    # --- services ----------------------------------------------------------------------------
+    TELEGRAM_API_BASE: str = "https://api.telegram.org"
+    USER_SERVICE_API_KEY: str | None = None
+    AGENT_SERVICE_API_KEY: str | None = None
+    AGENT_TIMEOUT: float | None = Field(default=None, gt=0, le=3600)
+    HISTORY_CONTEXT_SIZE: int = Field(default=5, ge=0, le=50)
+
+    # --- gateway state -------------------------------------------------------------------------
+    DATABASE_URL: str = "sqlite:///./var/gateway.db"
+    SQLITE_SYNCHRONOUS: Literal["FULL", "NORMAL"] = "FULL"
+    INBOX_RETENTION_HOURS: float = Field(default=48, ge=24)
+    MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+
+    # --- webhook / admin -----------------------------------------------------------------------
+    WEBHOOK_URL: str | None = None
+    ADMIN_TOKEN: str | None = None
+
+    # --- workers -------------------------------------------------------------------------------
+    WORKER_CONCURRENCY: int = Field(default=16, ge=1, le=1000)
+    LEASE_SECONDS: float = Field(default=30, ge=1)
+    POLL_INTERVAL: float = Field(default=0.5, gt=0, le=60)
+    MAX_ATTEMPTS: int = Field(default=8, ge=1)
+    RETRY_BASE_DELAY: float = Field(default=1.0, gt=0)
+    RETRY_MAX_DELAY: float = Field(default=300.0, gt=0)
+    SHUTDOWN_GRACE_SECONDS: float = Field(default=20.0, ge=0)
+    RETRY_FLUSH_INTERVAL: float = Field(default=30.0, gt=0)
+    TYPING_INTERVAL: float = Field(default=4.0, gt=0)
+
+    # --- outbound delivery (Telegram's limits) ----------------------------------------------
+    RATE_GLOBAL_PER_SECOND: float = Field(default=30, gt=0)
+    RATE_CHAT_PER_SECOND: float = Field(default=1, gt=0)
+    RATE_CHAT_BURST: int = Field(default=3, ge=1)
+    RATE_GROUP_PER_MINUTE: float = Field(default=20, gt=0)
+    SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    SEND_MAX_SECONDS: float = Field(default=300.0, gt=0)
+
+    @field_validator("BOT_TOKEN")
+    @classmethod
+    def _check_bot_token(cls, value: str) -> str:
+        if not _BOT_TOKEN_RE.match(value.strip()):
+            raise ValueError("BOT_TOKEN must look like '<digits>:<letters, digits, _ or ->'")
+        return value.strip()
+
+    @field_validator(
+        "WEBHOOK_SECRET_TOKEN",
+        "USER_SERVICE_API_KEY",
+        "AGENT_SERVICE_API_KEY",
+        "ADMIN_TOKEN",
+        "AGENT_SERVICE_BASE",
+        "WEBHOOK_URL",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("WEBHOOK_SECRET_TOKEN")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_TOKEN_RE.match(value):
+            raise ValueError("WEBHOOK_SECRET_TOKEN must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("USER_SERVICE_BASE")
+    @classmethod
+    def _check_user_base(cls, value: str) -> str:
+        return _http_url(value, "USER_SERVICE_BASE")
+
+    @field_validator("AGENT_SERVICE_BASE")
+    @classmethod
+    def _check_agent_base(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "AGENT_SERVICE_BASE")
+
+    @field_validator("TELEGRAM_API_BASE")
+    @classmethod
+    def _check_tg_base(cls, value: str) -> str:
+        return _http_url(value, "TELEGRAM_API_BASE")
+
+    @field_validator("WEBHOOK_URL")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "WEBHOOK_URL")
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^(sqlite(\+aiosqlite)?:///|postgres(ql)?(\+asyncpg)?://)", value):
+            raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if self.AGENT_TIMEOUT is None:
+            # The agent is the slow part of a reply (an LLM call); give it more room than the
+            # quick User Service and Telegram calls, as the original specification advises.
+            self.AGENT_TIMEOUT = max(30.0, self.REQUEST_TIMEOUT * 3)
+        if self.RETRY_MAX_DELAY < self.RETRY_BASE_DELAY:
+            raise ValueError("RETRY_MAX_DELAY must not be smaller than RETRY_BASE_DELAY")
+        return self
+
+    @property
+    def agent_timeout(self) -> float:
+        """`AGENT_TIMEOUT` after defaulting (never None once validated)."""
+        assert self.AGENT_TIMEOUT is not None
+        return self.AGENT_TIMEOUT
+
+    def __repr_args__(self) -> Any:
+        # Never let a secret reach a log line through repr(settings).
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name in SECRET_FIELDS and value is not None else value)
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid; the message names variables, never their values."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in err.get("loc", ())) or "configuration"
+        kind = err.get("type", "")
+        msg = "is required but not set" if kind == "missing" else str(err.get("msg", "is invalid"))
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"  {name}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build `Settings` from the environment, raising `ConfigError` with a secret-free message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_settings_or_exit(**overrides: Any) -> Settings:
+    """For process entry points: print the problem to stderr and exit 2 instead of a traceback."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"messaging-gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a sqlite URL (None for PostgreSQL or in-memory)."""
+    m = re.match(r"^sqlite(\+aiosqlite)?:///(.*)$", database_url)
+    if not m or not m.group(2) or m.group(2) == ":memory:":
+        return None
+    return Path(m.group(2))
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (exits with a clear message if invalid)."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings_or_exit()
+    return _settings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "settings":
+        return get_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,88 @@
+"""The gateway's own database: engine construction and the shared SQLAlchemy metadata.
+
+One code path serves SQLite (the embedded default) and PostgreSQL (several replicas sharing
+state). Users write plain URLs (`sqlite:///var/gateway.db`, `postgresql://user@host/db`); the
+async driver is ours to choose, so `async_url` maps them to aiosqlite / asyncpg.
+
+SQLite is tuned for a write-heavy inbox: WAL (readers never block the writer), a busy timeout
+instead of "database is locked" errors, and a configurable `synchronous` level (FULL: a commit
+survives power loss; NORMAL: survives a process crash, faster).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import sqlite_path
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def async_url(url: str) -> str:
+    """Map a user-facing database URL to the async driver the gateway uses."""
+    url = url.strip()
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith("sqlite+aiosqlite:///"):
+        return url
+    m = re.match(r"^postgres(?:ql)?(?:\+asyncpg)?://(.*)$", url)
+    if m:
+        return "postgresql+asyncpg://" + m.group(1)
+    raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> AsyncEngine:
+    """Create the async engine; for SQLite also create the file's folder and set pragmas."""
+    driver_url = async_url(url)
+    if driver_url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(driver_url, connect_args={"timeout": 30})
+        sync_level = "FULL" if sqlite_synchronous.upper() == "FULL" else "NORMAL"
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sync_level}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        driver_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create the gateway's tables if they do not exist (idempotent, safe with replicas)."""
+    # Import the modules that declare tables so they are registered on `metadata`.
+    from app import tables  # noqa: F401
+
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all, checkfirst=True)
+
+
+def now() -> float:
+    """Wall-clock seconds: stored timestamps are comparable across processes and replicas."""
+    return time.time()
