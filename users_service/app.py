@@ -1,0 +1,114 @@
+"""Application factory: `create_app(settings)` wires config, database, migrations and routes.
+
+A factory rather than a module-level app so tests can build as many instances as they like with
+different settings, and importing the package never needs an environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from users_service import api
+from users_service.config import Settings
+from users_service.db import make_engine, make_sessionmaker
+from users_service.migrate import upgrade_to_head
+from users_service.security import ApiKeyMiddleware
+
+log = logging.getLogger("users_service")
+
+_MAX_ECHOED_INPUT = 200
+
+
+def _configure_logging(level: str) -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level.upper())
+
+
+def _safe_error(error: Any) -> dict[str, Any]:
+    """One pydantic error, in FastAPI's shape, but always encodable.
+
+    FastAPI's default handler echoes `input` and `ctx` as they are; an input of `NaN` or a
+    100-digit integer then crashes the JSON encoder and a 422 becomes a 500. We keep `input`
+    only when it encodes as strict JSON and is short, and stringify `ctx`.
+    """
+    out: dict[str, Any] = {
+        "type": str(error.get("type", "")),
+        "loc": [
+            item if isinstance(item, int | str) else str(item) for item in error.get("loc", ())
+        ],
+        "msg": str(error.get("msg", "")),
+    }
+    if "input" in error:
+        try:
+            encoded = json.dumps(error["input"], allow_nan=False)
+        except (TypeError, ValueError):
+            encoded = None
+        if encoded is not None and len(encoded) <= _MAX_ECHOED_INPUT:
+            out["input"] = error["input"]
+    if error.get("ctx"):
+        out["ctx"] = {str(k): str(v) for k, v in error["ctx"].items()}
+    return out
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": [_safe_error(e) for e in exc.errors()]}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 tells the gateway to queue and retry, which is right when the database is down."""
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    _configure_logging(settings.log_level)
+    url = settings.async_url
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(url)
+        try:
+            before, after = await upgrade_to_head(engine)
+            log.info(
+                "users service ready: database=%s schema=%s->%s api_key=%s",
+                url.render_as_string(hide_password=True),
+                before,
+                after,
+                "required" if api_key else "not configured",
+            )
+            app.state.engine = engine
+            app.state.sessionmaker = make_sessionmaker(engine)
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="User Service",
+        version="1.0.0",
+        summary="Users and their Telegram chat history, for the messaging gateway.",
+        lifespan=lifespan,
+    )
+    app.state.api_key = api_key
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for exc_type in (OperationalError, InterfaceError, PoolTimeoutError, OSError):
+        app.add_exception_handler(exc_type, _database_unavailable)
+    app.include_router(api.health_router)
+    app.include_router(api.router)
+    return app
