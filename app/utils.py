@@ -1,0 +1,375 @@
+"""Turning raw Telegram updates into the flat shape the pipeline works with.
+
+Everything here is pure and total: Telegram adds fields every Bot API release, old clients and
+test fixtures omit fields, and a webhook body is whatever someone POSTed. So no function in this
+module raises on any JSON value; what the gateway cannot handle is reported as
+``kind="unsupported"`` (with a reason), never as an exception that would make a webhook fail and
+Telegram redeliver the same update forever.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from app.logger import get_logger
+
+log = get_logger(__name__)
+
+#: Update kinds the pipeline handles; everything else is "unsupported".
+SUPPORTED_KINDS = ("message", "edited_message", "callback_query")
+
+#: Media kinds recognised in a message, in detection order. Order matters: an animation message
+#: also carries `document`, and a venue message also carries `location`.
+MEDIA_KINDS = (
+    "sticker",
+    "photo",
+    "voice",
+    "video_note",
+    "video",
+    "animation",
+    "audio",
+    "document",
+    "venue",
+    "location",
+    "contact",
+    "poll",
+    "dice",
+)
+
+# "/cmd", "/cmd@SomeBot", followed by the end of the text or whitespace. Telegram allows
+# 1-32 characters of latin letters, digits and underscores in a command; we accept up to 64.
+_COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|$)")
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    # bool is an int subclass; a `true` chat id is garbage, not 1.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "?"
+    return repr(round(float(value), 5))
+
+
+def _duration(value: Any) -> str:
+    seconds = _int(value)
+    return f" {seconds}s" if seconds is not None else ""
+
+
+def _labelled(kind: str, *parts: Any) -> str:
+    words = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    return f"[{kind} {words}]" if words else f"[{kind}]"
+
+
+def media_kind(message: Any) -> str | None:
+    """The kind of media a message carries (see `MEDIA_KINDS`), or None for none."""
+    msg = _dict(message)
+    for kind in MEDIA_KINDS:
+        if msg.get(kind):
+            return kind
+    return None
+
+
+def _describe_media(msg: dict[str, Any], kind: str) -> str:
+    item = msg.get(kind)
+    obj = _dict(item)
+    if kind == "sticker":
+        return _labelled("sticker", obj.get("emoji"))
+    if kind in ("voice", "video", "video_note"):
+        return f"[{kind}{_duration(obj.get('duration'))}]"
+    if kind == "document":
+        return _labelled("document", obj.get("file_name"))
+    if kind == "audio":
+        return _labelled("audio", obj.get("title") or obj.get("file_name") or obj.get("performer"))
+    if kind == "location":
+        return f"[location {_number(obj.get('latitude'))}, {_number(obj.get('longitude'))}]"
+    if kind == "venue":
+        return _labelled("venue", obj.get("title"))
+    if kind == "contact":
+        name = " ".join(_str(obj.get(k)).strip() for k in ("first_name", "last_name")).strip()
+        return _labelled("contact", name, obj.get("phone_number"))
+    if kind == "poll":
+        return _labelled("poll", obj.get("question"))
+    if kind == "dice":
+        value = _int(obj.get("value"))
+        return _labelled("dice", obj.get("emoji"), str(value) if value is not None else None)
+    return f"[{kind}]"  # photo, animation
+
+
+def safe_extract_text(message: Any) -> str:
+    """The text to record and to hand to the agent for a message (or a callback query).
+
+    Text first, then a media caption, then a short bracketed description of the media
+    (``[sticker 😀]``, ``[voice 3s]``, ``[location 48.85, 2.35]`` ...) so that the history and the
+    agent see *something* for non-text messages. A callback query dict yields its ``data``.
+    Returns "" for anything else; never raises.
+    """
+    try:
+        msg = _dict(message)
+        text = msg.get("text")
+        if isinstance(text, str) and text:
+            return text
+        caption = msg.get("caption")
+        if isinstance(caption, str) and caption:
+            return caption
+        kind = media_kind(msg)
+        if kind is not None:
+            return _describe_media(msg, kind)
+        # A CallbackQuery has an `id` and `chat_instance`/`data`, and no `message_id`.
+        if "message_id" not in msg and ("data" in msg or "chat_instance" in msg):
+            return _str(msg.get("data"))
+        return ""
+    except Exception:  # pragma: no cover - defensive: the helpers above are total
+        log.warning("safe_extract_text failed", exc_info=True)
+        return ""
+
+
+def build_display_name(chat: Any) -> str:
+    """A human name for a chat or user: "first last", else title, else @username, else the id."""
+    try:
+        obj = _dict(chat)
+        name = " ".join(
+            part.strip()
+            for part in (_str(obj.get("first_name")), _str(obj.get("last_name")))
+            if part.strip()
+        )
+        if name:
+            return name
+        title = _str(obj.get("title")).strip()
+        if title:
+            return title
+        username = _str(obj.get("username")).strip()
+        if username:
+            return f"@{username}"
+        ident = obj.get("id")
+        if isinstance(ident, int | str) and not isinstance(ident, bool) and str(ident):
+            return f"Telegram user {ident}"
+        return "Telegram user"
+    except Exception:  # pragma: no cover - defensive
+        return "Telegram user"
+
+
+def parse_command(text: str) -> tuple[str | None, str, str | None]:
+    """``("/cmd", "args", "BotName" | None)`` for a leading command, else ``(None, "", None)``.
+
+    The command is lower-cased (Telegram clients treat ``/Start`` like ``/start``); the bot name
+    of ``/cmd@BotName`` is returned so a caller can ignore commands addressed to another bot.
+    """
+    m = _COMMAND_RE.match(text)
+    if not m:
+        return None, "", None
+    return "/" + m.group(1).lower(), text[m.end() :].strip(), m.group(2)
+
+
+def _empty(update: Any) -> dict[str, Any]:
+    update_id = _int(update.get("update_id")) if isinstance(update, dict) else None
+    return {
+        "update_id": update_id,
+        "kind": "unsupported",
+        "unsupported_reason": None,
+        "chat_id": None,
+        "telegram_id": None,
+        "chat": None,
+        "from": None,
+        "chat_key": None,
+        "text": "",
+        "message_id": None,
+        "media": None,
+        "is_command": False,
+        "command": None,
+        "command_args": "",
+        "command_bot": None,
+        "callback_query_id": None,
+        "callback_data": None,
+        "callback_message_id": None,
+        "raw": update,
+    }
+
+
+def _unsupported(out: dict[str, Any], reason: str) -> dict[str, Any]:
+    out["kind"] = "unsupported"
+    out["unsupported_reason"] = reason
+    return out
+
+
+def _private_chat_from(user: dict[str, Any]) -> dict[str, Any]:
+    """The private chat a user has with the bot: Telegram gives it the user's id."""
+    chat: dict[str, Any] = {"id": user.get("id"), "type": "private"}
+    for key in ("first_name", "last_name", "username"):
+        if isinstance(user.get(key), str):
+            chat[key] = user[key]
+    return chat
+
+
+def _parse_message(out: dict[str, Any], kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+    chat = _dict(msg.get("chat"))
+    sender = _dict(msg.get("from"))
+    chat_id = _int(chat.get("id"))
+    telegram_id = _int(sender.get("id"))
+    out.update(
+        chat=chat or None,
+        chat_id=chat_id,
+        telegram_id=telegram_id,
+        message_id=_int(msg.get("message_id")),
+        chat_key=str(chat_id) if chat_id is not None else None,
+        **{"from": sender or None},
+    )
+    if chat_id is None:
+        return _unsupported(out, "message without chat id")
+    if telegram_id is None:
+        return _unsupported(out, "message without sender")
+    if chat.get("type") == "channel":
+        return _unsupported(out, "channel message")
+    text = msg.get("text")
+    caption = msg.get("caption")
+    media = media_kind(msg)
+    has_text = isinstance(text, str) and bool(text)
+    has_caption = isinstance(caption, str) and bool(caption)
+    if not (has_text or has_caption or media):
+        # Service messages (new_chat_members, pinned_message, migrate_*, video_chat_started, ...)
+        # and content kinds we do not know (story, game, ...) carry nothing to answer.
+        return _unsupported(out, "service or unknown message")
+    if kind == "edited_message" and media == "location" and not has_text:
+        # A live location sends an edited_message every few seconds; answering each would spam.
+        return _unsupported(out, "live location update")
+    out["media"] = media
+    out["text"] = safe_extract_text(msg)
+    if isinstance(text, str) and text:
+        command, args, bot = parse_command(text)
+        out.update(is_command=command is not None, command=command, command_args=args)
+        out["command_bot"] = bot
+    out["kind"] = kind
+    return out
+
+
+def _parse_callback(out: dict[str, Any], cq: dict[str, Any]) -> dict[str, Any]:
+    sender = _dict(cq.get("from"))
+    telegram_id = _int(sender.get("id"))
+    cq_id = cq.get("id")
+    msg = _dict(cq.get("message"))
+    chat = _dict(msg.get("chat"))
+    chat_id = _int(chat.get("id"))
+    data = cq.get("data")
+    out.update(
+        telegram_id=telegram_id,
+        callback_query_id=str(cq_id) if isinstance(cq_id, str | int) else None,
+        callback_data=data if isinstance(data, str) else None,
+        callback_message_id=_int(msg.get("message_id")),
+        text=data if isinstance(data, str) else "",
+        **{"from": sender or None},
+    )
+    if telegram_id is None or out["callback_query_id"] is None:
+        return _unsupported(out, "callback query without id or sender")
+    if chat_id is not None:
+        out.update(chat=chat, chat_id=chat_id, chat_key=str(chat_id))
+    else:
+        # A button under an inline-mode message: no chat is known, only the user. Answers can
+        # go to the user's private chat; ordering is per user.
+        out.update(
+            chat=_private_chat_from(sender), chat_id=telegram_id, chat_key=f"user:{telegram_id}"
+        )
+    # `message_id` stays None: the message under the button is the bot's own, pressed possibly
+    # many times, so it must not be used as the dedupe key of the press.
+    out["kind"] = "callback_query"
+    return out
+
+
+def parse_update(update_json: Any) -> dict[str, Any]:
+    """Flatten a Telegram update into what the pipeline needs; never raises.
+
+    Always returns the original keys (``chat_id, telegram_id, text, message_id, raw, is_command,
+    command``) plus ``update_id, kind, chat, from, chat_key, media, callback_query_id,
+    callback_data, callback_message_id, command_args, command_bot, unsupported_reason``.
+
+    - ``kind`` is "message", "edited_message", "callback_query" or "unsupported" (channel posts,
+      inline queries, member updates, reactions, polls, service messages, garbage).
+    - ``chat`` is the chat object; for a callback query without a message it is the user's
+      private chat synthesised from ``from``. Register users from ``from``, not from ``chat``:
+      in a group ``chat`` is the group.
+    - ``chat_key`` orders one chat's updates: ``str(chat_id)``, or ``"user:<id>"`` for inline
+      callbacks that have no message.
+    - ``message_id`` is the id of the user's message; None for callback queries (see
+      ``callback_message_id`` for the message that carried the button).
+    """
+    out = _empty(update_json)
+    try:
+        if not isinstance(update_json, dict):
+            return _unsupported(out, "update is not an object")
+        if out["update_id"] is None:
+            return _unsupported(out, "update without update_id")
+        for kind in ("message", "edited_message"):
+            if kind in update_json:
+                msg = update_json[kind]
+                if not isinstance(msg, dict):
+                    return _unsupported(out, f"{kind} is not an object")
+                return _parse_message(out, kind, msg)
+        if "callback_query" in update_json:
+            cq = update_json["callback_query"]
+            if not isinstance(cq, dict):
+                return _unsupported(out, "callback_query is not an object")
+            return _parse_callback(out, cq)
+        other = next((k for k in update_json if k != "update_id"), "nothing")
+        return _unsupported(out, f"{other} updates are not handled")
+    except Exception as exc:  # pragma: no cover - defensive: every branch above is total
+        log.warning("parse_update failed", extra={"error": exc.__class__.__name__})
+        return _unsupported(_empty(update_json), "parse error")
+
+
+#: Keys removed wherever they appear in an update: previews and alternative renditions of media
+#: the history never shows (`thumb` is the pre-6.0 name of `thumbnail`).
+BLOAT_KEYS = frozenset({"thumbnail", "thumb", "premium_animation"})
+#: Keys holding a list of PhotoSize renditions of one picture; only the largest is kept.
+PHOTO_SIZE_KEYS = frozenset({"photo", "new_chat_photo"})
+
+
+def _largest_photo(sizes: list[Any]) -> list[Any]:
+    def area(size: Any) -> tuple[int, int]:
+        obj = _dict(size)
+        w, h, n = _int(obj.get("width")), _int(obj.get("height")), _int(obj.get("file_size"))
+        return ((w or 0) * (h or 0), n or 0)
+
+    dicts = [s for s in sizes if isinstance(s, dict)]
+    return [_trim(max(dicts, key=area))] if dicts else []
+
+
+def _trim(value: Any) -> Any:
+    if isinstance(value, dict):
+        trimmed: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in BLOAT_KEYS:
+                continue
+            if key in PHOTO_SIZE_KEYS and isinstance(item, list) and len(item) > 1:
+                trimmed[key] = _largest_photo(item)
+            else:
+                trimmed[key] = _trim(item)
+        return trimmed
+    if isinstance(value, list):
+        return [_trim(item) for item in value]
+    return copy.copy(value)
+
+
+def trim_metadata(update: Any) -> Any:
+    """A copy of a raw update without what only bloats the stored history.
+
+    Removes, at any depth (including ``reply_to_message``): ``thumbnail`` / ``thumb`` objects
+    (previews of media), sticker ``premium_animation`` files, and every PhotoSize rendition of a
+    ``photo`` / ``new_chat_photo`` except the largest. Everything else, including long
+    ``entities`` lists (needed to reproduce formatting), is kept. The input is not modified.
+    """
+    try:
+        return _trim(update)
+    except RecursionError:  # pragma: no cover - absurdly deep JSON
+        return update
