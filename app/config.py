@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     ADMIN_TOKEN: str | None = None
 
     # --- workers -------------------------------------------------------------------------------
+    PROCESSING_ENABLED: bool = True
     WORKER_CONCURRENCY: int = Field(default=16, ge=1, le=1000)
     LEASE_SECONDS: float = Field(default=30, ge=1)
     POLL_INTERVAL: float = Field(default=0.5, gt=0, le=60)

@@ -1,0 +1,252 @@
+"""The durable inbox: every accepted update, and the state of its processing.
+
+Why a table and not a queue in memory: the webhook may only answer 200 once the update is safe,
+and a worker that dies (kill -9, deploy, crash) must leave its update for someone else. So:
+
+- `add_many` inserts a batch in one transaction, ignoring `update_id`s already present. The
+  rows stay (state `done`) for `INBOX_RETENTION_HOURS`, which makes the table the dedupe set
+  that Telegram's redeliveries hit (a set, not a high-water mark: ids jump after quiet weeks).
+- `claim` hands out only the *head* of each chat (its oldest unfinished update), so one chat is
+  processed strictly in arrival order while different chats run in parallel. A claim is a
+  lease (owner + expiry) taken with a conditional UPDATE: atomic on SQLite and PostgreSQL, so
+  replicas sharing PostgreSQL never process the same update twice at once, and a dead worker's
+  lease simply expires. Live workers `renew` their leases.
+- `save_progress` records each completed step, so a resumed update skips what was done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import is_sqlite, now
+from app.tables import inbox
+
+PENDING, DONE, DEAD, IGNORED = "pending", "done", "dead", "ignored"
+FINISHED = (DONE, DEAD, IGNORED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpdate:
+    """What the webhook stores: the raw JSON text as received, plus how to order it."""
+
+    update_id: int
+    chat_key: str
+    kind: str
+    payload: str
+
+
+@dataclass(slots=True)
+class InboxItem:
+    """A claimed update, handed to the pipeline."""
+
+    seq: int
+    update_id: int
+    chat_key: str
+    kind: str
+    payload: str
+    attempts: int
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def update(self) -> dict[str, Any]:
+        value = json.loads(self.payload)
+        assert isinstance(value, dict)
+        return value
+
+
+class Inbox:
+    """Data access for the `inbox` table; one instance per process (owner = its lease name)."""
+
+    def __init__(self, engine: AsyncEngine, *, owner: str, lease_seconds: float) -> None:
+        self.engine = engine
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        dialect = sqlite if is_sqlite(engine) else postgresql
+        self._insert = dialect.insert(inbox).on_conflict_do_nothing(index_elements=["update_id"])
+
+    async def add_many(self, updates: Sequence[NewUpdate]) -> None:
+        """Store a batch in one transaction; duplicates (same update_id) are ignored."""
+        if not updates:
+            return
+        t = now()
+        rows = [
+            {
+                "update_id": u.update_id,
+                "chat_key": u.chat_key,
+                "kind": u.kind,
+                "payload": u.payload,
+                "state": PENDING,
+                "attempts": 0,
+                "next_attempt_at": 0.0,
+                "received_at": t,
+            }
+            for u in updates
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(self._insert, rows)
+
+    async def claim(self, limit: int) -> list[InboxItem]:
+        """Lease up to `limit` chat heads that are due; returns what this process now holds."""
+        t = now()
+        later = inbox.alias("later")
+        earlier_open = (
+            select(later.c.seq)
+            .where(
+                later.c.chat_key == inbox.c.chat_key,
+                later.c.seq < inbox.c.seq,
+                later.c.state == PENDING,
+            )
+            .exists()
+        )
+        free = or_(inbox.c.lease_expires_at.is_(None), inbox.c.lease_expires_at < t)
+        candidates = (
+            select(inbox.c.seq)
+            .where(inbox.c.state == PENDING, inbox.c.next_attempt_at <= t, free, ~earlier_open)
+            .order_by(inbox.c.seq)
+            .limit(limit)
+        )
+        claimed: list[InboxItem] = []
+        async with self.engine.begin() as conn:
+            seqs = list((await conn.execute(candidates)).scalars())
+            for seq in seqs:
+                result = await conn.execute(
+                    update(inbox)
+                    .where(inbox.c.seq == seq, inbox.c.state == PENDING, free)
+                    .values(lease_owner=self.owner, lease_expires_at=t + self.lease_seconds)
+                    .returning(
+                        inbox.c.seq,
+                        inbox.c.update_id,
+                        inbox.c.chat_key,
+                        inbox.c.kind,
+                        inbox.c.payload,
+                        inbox.c.attempts,
+                        inbox.c.progress,
+                    )
+                )
+                row = result.first()
+                if row is not None:
+                    claimed.append(
+                        InboxItem(
+                            seq=row.seq,
+                            update_id=row.update_id,
+                            chat_key=row.chat_key,
+                            kind=row.kind,
+                            payload=row.payload,
+                            attempts=row.attempts,
+                            progress=json.loads(row.progress) if row.progress else {},
+                        )
+                    )
+        return claimed
+
+    def _mine(self, seq: int) -> Any:
+        return and_(inbox.c.seq == seq, inbox.c.lease_owner == self.owner)
+
+    async def renew(self, seqs: Sequence[int]) -> None:
+        """Extend this process's leases (called periodically while work is in flight)."""
+        if not seqs:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(inbox.c.seq.in_(list(seqs)), inbox.c.lease_owner == self.owner)
+                .values(lease_expires_at=now() + self.lease_seconds)
+            )
+
+    async def save_progress(self, seq: int, progress: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(self._mine(seq))
+                .values(progress=json.dumps(progress, ensure_ascii=False))
+            )
+
+    async def finish(self, seq: int, state: str, note: str | None = None) -> None:
+        """Mark done / ignored / dead and drop the lease."""
+        values: dict[str, Any] = {
+            "state": state,
+            "finished_at": now(),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if note is not None:
+            values["last_error"] = note[:2000]
+        async with self.engine.begin() as conn:
+            await conn.execute(update(inbox).where(self._mine(seq)).values(**values))
+
+    async def retry_later(self, seq: int, delay: float, error: str, *, count: bool) -> None:
+        """Give the update back with a back-off; `count` says whether it was a real failure."""
+        values: dict[str, Any] = {
+            "next_attempt_at": now() + delay,
+            "last_error": error[:2000],
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if count:
+            values["attempts"] = inbox.c.attempts + 1
+        async with self.engine.begin() as conn:
+            await conn.execute(update(inbox).where(self._mine(seq)).values(**values))
+
+    async def release(self, seqs: Sequence[int]) -> None:
+        """Drop leases without counting an attempt (graceful shutdown: resume at next start)."""
+        if not seqs:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(inbox.c.seq.in_(list(seqs)), inbox.c.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def get(self, update_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(inbox).where(inbox.c.update_id == update_id))).first()
+        return _row_dict(row._mapping) if row is not None else None
+
+    async def list_by_state(self, state: str, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(inbox).where(inbox.c.state == state).order_by(inbox.c.seq).limit(limit)
+            )
+            return [_row_dict(r._mapping) for r in rows]
+
+    async def requeue(self, update_id: int) -> bool:
+        """Give a dead update a fresh set of attempts (admin action)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(inbox)
+                .where(inbox.c.update_id == update_id, inbox.c.state == DEAD)
+                .values(state=PENDING, attempts=0, next_attempt_at=0.0, finished_at=None)
+            )
+            return bool(result.rowcount)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(inbox.c.state, func.count()).group_by(inbox.c.state))
+            return {state: int(n) for state, n in rows}
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Forget finished updates older than the retention (dead ones are kept for humans)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(inbox).where(
+                    inbox.c.state.in_((DONE, IGNORED)),
+                    inbox.c.finished_at < now() - older_than_seconds,
+                )
+            )
+            return int(result.rowcount or 0)
+
+
+def _row_dict(mapping: Any) -> dict[str, Any]:
+    out = dict(mapping)
+    for key in ("payload", "progress"):
+        if out.get(key):
+            with contextlib.suppress(ValueError):
+                out[key] = json.loads(out[key])
+    return out

@@ -1,0 +1,85 @@
+"""The FastAPI application: `create_app(settings)` builds it, `app` serves it.
+
+`python -m uvicorn app.main:app` reads configuration from the environment when it first looks
+up `app`; invalid configuration stops the process there, with exit code 2 and a message naming
+the variable. Tests call `create_app(Settings(...))` and never touch the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.config import Settings, load_settings_or_exit
+from app.logger import configure_logging
+from app.routes import admin, health
+from app.routes.webhook import make_webhook_endpoint
+from app.runtime import Gateway
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings_or_exit()
+    configure_logging(
+        settings.LOG_LEVEL,
+        secrets=[
+            settings.BOT_TOKEN,
+            settings.WEBHOOK_SECRET_TOKEN,
+            settings.USER_SERVICE_API_KEY,
+            settings.AGENT_SERVICE_API_KEY,
+            settings.ADMIN_TOKEN,
+        ],
+    )
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        gateway.install_defaults()
+        try:
+            yield
+        finally:
+            gateway.uninstall_defaults()
+            await gateway.stop()
+
+    app = FastAPI(
+        title="Telegram messaging gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    app.state.settings = settings
+
+    app.add_route(
+        "/webhook/telegram",
+        make_webhook_endpoint(
+            secret=settings.WEBHOOK_SECRET_TOKEN,
+            max_body=settings.MAX_BODY_BYTES,
+            batcher=lambda: gateway.batcher if gateway.started else None,
+            metrics=gateway.metrics,
+        ),
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    app.include_router(health.make_router(lambda: gateway))
+    require_admin = admin.make_admin_guard(settings.ADMIN_TOKEN)
+    app.include_router(admin.make_router(lambda: gateway, require_admin))
+    app.include_router(gateway.delivery.router(require_admin), prefix="/admin")
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built on first lookup (uvicorn's `app.main:app`), not at import time.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
