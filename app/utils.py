@@ -78,7 +78,7 @@ def media_kind(message: Any) -> str | None:
     """The kind of media a message carries (see `MEDIA_KINDS`), or None for none."""
     msg = _dict(message)
     for kind in MEDIA_KINDS:
-        if msg.get(kind):
+        if msg.get(kind) not in (None, False, "", []):
             return kind
     return None
 
