@@ -300,7 +300,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_parse_update_never_raises(value: Any) -> None:
     p = parse_update(value)
