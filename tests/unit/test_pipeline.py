@@ -1,0 +1,258 @@
+"""The pipeline's step logic with in-memory fakes for the User Service and delivery.
+
+What is checked here is the bookkeeping: which steps run, which are skipped on resume, which
+failures become retry-queue rows, and what reaches the agent and the outbox. The real services
+are exercised by the integration and end-to-end suites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.agent_client import AgentClient
+from app.db import create_schema, make_engine
+from app.inbox import DONE, IGNORED, Inbox, InboxItem, NewUpdate
+from app.keyboards import InMemoryCallbackStore
+from app.metrics import Metrics
+from app.pipeline import Pipeline, Unavailable, is_outage
+from app.storage_retry import RetryQueue
+from app.telegram_client import TelegramClient
+from app.user_client import UserServiceError
+
+SAMPLES = [
+    json.loads(line)
+    for line in (Path(__file__).parents[1] / "data/telegram/updates.jsonl").read_text().splitlines()
+]
+
+
+class FakeUsers:
+    def __init__(self) -> None:
+        self.users: dict[int, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.fail_log: UserServiceError | None = None
+        self.fail_lookup: UserServiceError | None = None
+
+    async def get_user_by_telegram(self, telegram_id: int) -> dict[str, Any] | None:
+        if self.fail_lookup:
+            raise self.fail_lookup
+        return self.users.get(telegram_id)
+
+    async def register_user_from_telegram(
+        self, telegram_id: int, chat: dict[str, Any]
+    ) -> dict[str, Any]:
+        user = {
+            "id": f"u{telegram_id}",
+            "telegram_id": telegram_id,
+            "full_name": chat.get("first_name"),
+        }
+        self.users[telegram_id] = user
+        return user
+
+    async def log_interaction(self, **payload: Any) -> dict[str, Any]:
+        if self.fail_log:
+            raise self.fail_log
+        self.rows.append(payload)
+        return payload
+
+    async def get_interactions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
+
+    async def interaction_exists_by_telegram_message_id(
+        self, user_id: str, message_id: int, chat_id: int | None = None
+    ) -> bool:
+        return any(
+            r["user_id"] == user_id and r["telegram_message_id"] == message_id for r in self.rows
+        )
+
+
+class FakeDelivery:
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.typing_chats: list[int] = []
+        self.active: list[int] = []
+
+    async def enqueue(self, job_key: str, chat_id: int, text: str, **kw: Any) -> None:
+        self.jobs.append({"job_key": job_key, "chat_id": chat_id, "text": text, **kw})
+
+    @contextlib.asynccontextmanager
+    async def typing(self, chat_id: int) -> AsyncIterator[None]:
+        self.typing_chats.append(chat_id)
+        yield
+
+    async def mark_active(self, chat_id: int) -> None:
+        self.active.append(chat_id)
+
+
+class Env:
+    def __init__(self, engine: Any) -> None:
+        self.users = FakeUsers()
+        self.delivery = FakeDelivery()
+        self.inbox = Inbox(engine, owner="t", lease_seconds=30)
+        self.http = httpx.AsyncClient(transport=httpx.MockTransport(self._telegram))
+        self.telegram_calls: list[str] = []
+        self.queue = RetryQueue(engine, self.users)  # type: ignore[arg-type]
+        self.pipeline = Pipeline(
+            inbox=self.inbox,
+            users=self.users,  # type: ignore[arg-type]
+            agent=AgentClient(self.http, None, timeout=5),
+            telegram=TelegramClient(self.http, "1:test", base="http://tg.invalid"),
+            delivery=self.delivery,
+            callbacks=InMemoryCallbackStore(),
+            retry_queue=self.queue,
+            metrics=Metrics(),
+        )
+
+    def _telegram(self, request: httpx.Request) -> httpx.Response:
+        self.telegram_calls.append(request.url.path.rsplit("/", 1)[-1])
+        return httpx.Response(200, json={"ok": True, "result": True})
+
+    async def run(self, update: dict[str, Any]) -> tuple[str, InboxItem]:
+        from app.ingest import classify
+
+        row = classify(update)
+        assert row is not None
+        await self.inbox.add_many(
+            [NewUpdate(row.update_id, row.chat_key, row.kind, json.dumps(update))]
+        )
+        [item] = [i for i in await self.inbox.claim(100) if i.update_id == update["update_id"]]
+        outcome = await self.pipeline.process(item)
+        await self.inbox.finish(item.seq, outcome.state, outcome.note)
+        return outcome.state, item
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    await create_schema(engine)
+    e = Env(engine)
+    yield e
+    await e.http.aclose()
+    await engine.dispose()
+
+
+def text_update(update_id: int, text: str, message_id: int = 10, user: int = 42) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "from": {"id": user, "is_bot": False, "first_name": "An"},
+            "chat": {"id": user, "first_name": "An", "type": "private"},
+            "date": 1700000000,
+            "text": text,
+        },
+    }
+
+
+async def test_new_user_full_flow(env: Env) -> None:
+    state, _ = await env.run(text_update(1, "hello"))
+    assert state == DONE
+    assert env.users.users[42]["id"] == "u42"
+    [row] = env.users.rows
+    assert row["direction"] == "in" and row["message_text"] == "hello"
+    assert row["telegram_message_id"] == 10 and row["chat_id"] == 42
+    assert "raw" not in row["metadata"] and row["metadata"]["update_id"] == 1
+    [job] = env.delivery.jobs
+    assert job["job_key"] == "reply:1" and "hello" in job["text"]
+    assert job["history"]["user_id"] == "u42"
+    assert env.delivery.typing_chats == [42]
+
+
+async def test_resume_skips_done_steps(env: Env) -> None:
+    update = text_update(2, "again")
+    from app.ingest import classify
+
+    row = classify(update)
+    assert row is not None
+    await env.inbox.add_many([NewUpdate(2, row.chat_key, row.kind, json.dumps(update))])
+    [item] = await env.inbox.claim(1)
+    item.progress = {
+        "user": {"id": "u42"},
+        "in_logged": True,
+        "reply": {"text": "remembered", "actions": [], "source": "agent"},
+    }
+    outcome = await env.pipeline.process(item)
+    assert outcome.state == DONE
+    assert env.users.rows == []  # no second inbound row
+    assert [j["text"] for j in env.delivery.jobs] == ["remembered"]  # agent not asked again
+
+
+async def test_duplicate_in_history_is_not_answered(env: Env) -> None:
+    env.users.users[42] = {"id": "u42"}
+    env.users.rows.append({"user_id": "u42", "telegram_message_id": 10, "direction": "in"})
+    state, _ = await env.run(text_update(3, "hello", message_id=10))
+    assert state == DONE
+    assert env.delivery.jobs == []
+    assert len(env.users.rows) == 1
+
+
+async def test_history_write_failure_goes_to_retry_queue(env: Env) -> None:
+    env.users.users[42] = {"id": "u42"}
+    env.users.fail_log = UserServiceError("down", status=503)
+    state, _ = await env.run(text_update(4, "queued please", message_id=11))
+    assert state == DONE  # the reply still goes out
+    assert len(env.delivery.jobs) == 1
+    assert await env.queue.size() == 1
+    env.users.fail_log = None
+    assert await env.queue.flush() == 1
+    assert await env.queue.size() == 0
+    assert env.users.rows[-1]["message_text"] == "queued please"
+
+
+async def test_user_service_outage_is_an_outage(env: Env) -> None:
+    env.users.fail_lookup = UserServiceError("down", status=None)
+    with pytest.raises(UserServiceError) as info:
+        await env.run(text_update(5, "x"))
+    assert is_outage(info.value)
+    assert is_outage(Unavailable())
+    assert not is_outage(UserServiceError("bad", status=500))
+    assert not is_outage(ValueError())
+
+
+async def test_edited_message_recorded_not_answered(env: Env) -> None:
+    edit = text_update(6, "edited text")
+    edit["edited_message"] = edit.pop("message")
+    state, _ = await env.run(edit)
+    assert state == DONE
+    [row] = env.users.rows
+    assert row["message_text"] == "edited text" and row["telegram_message_id"] is None
+    assert env.delivery.jobs == []
+
+
+async def test_callback_is_answered_and_data_goes_to_agent(env: Env) -> None:
+    [sample] = [s["update"] for s in SAMPLES if s["kind"] == "callback_query"][:1]
+    state, _ = await env.run(sample)
+    assert state == DONE
+    assert "answerCallbackQuery" in env.telegram_calls
+    data = sample["callback_query"]["data"]
+    assert env.users.rows[0]["message_text"] == data
+    assert env.users.rows[0]["telegram_message_id"] is None
+    assert data in env.delivery.jobs[0]["text"]
+
+
+async def test_sticker_described_and_kind_recorded(env: Env) -> None:
+    sample = next(
+        s["update"]
+        for s in SAMPLES
+        if s["kind"] == "sticker"
+        and "message" in s["update"]
+        and s["update"]["message"]["chat"]["type"] == "private"
+    )
+    state, _ = await env.run(sample)
+    assert state == DONE
+    row = env.users.rows[0]
+    assert row["message_text"].startswith("[sticker")
+    assert row["metadata"]["gateway"]["media"] == "sticker"
+
+
+async def test_unsupported_kinds_are_ignored(env: Env) -> None:
+    sample = next(s["update"] for s in SAMPLES if s["kind"] == "new_chat_members")
+    state, _ = await env.run(sample)
+    assert state == IGNORED
+    assert env.users.rows == [] and env.delivery.jobs == []
