@@ -1,0 +1,143 @@
+"""The web chat page, driven in Chromium: a user writes, a tiny bot (a getUpdates loop in a
+thread) answers with an inline keyboard, the user presses the button and sees the answer."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.client import SandboxControl
+from tests.sandbox.conftest import Bot
+from tests.support.servers import ROOT, ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail("REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)")
+    pytest.skip(
+        "/usr/bin/chromium is not installed (apt-get install -y chromium); browser test skipped"
+    )
+
+
+class EchoBot:
+    """Answers each text with an inline keyboard and each button press with an answer + text."""
+
+    def __init__(self, base_url: str) -> None:
+        self.bot = Bot(base_url)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        offset = 0
+        try:
+            while not self.stop.is_set():
+                for update in self.bot.ok("getUpdates", offset=offset, timeout=1):
+                    offset = update["update_id"] + 1
+                    self._handle(update)
+        except BaseException as exc:  # surfaced by the test
+            self.errors.append(exc)
+
+    def _handle(self, update: dict[str, Any]) -> None:
+        if "message" in update and "text" in update["message"]:
+            chat_id = update["message"]["chat"]["id"]
+            self.bot.ok("sendChatAction", chat_id=chat_id, action="typing")
+            keyboard = {"inline_keyboard": [[{"text": "Like 👍", "callback_data": "like"}]]}
+            text = f"You said: {update['message']['text']}"
+            self.bot.ok("sendMessage", chat_id=chat_id, text=text, reply_markup=keyboard)
+        elif "callback_query" in update:
+            query = update["callback_query"]
+            self.bot.ok("answerCallbackQuery", callback_query_id=query["id"], text="Thanks!")
+            chat_id = query["message"]["chat"]["id"]
+            self.bot.ok("sendMessage", chat_id=chat_id, text=f"You pressed {query['data']}")
+
+    def __enter__(self) -> EchoBot:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.bot.http.close()
+
+
+@pytest.fixture
+def browser_page(sandbox_server: ServerProcess) -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.set_default_timeout(10_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_chat_page_round_trip(
+    control: SandboxControl, bot: Bot, sandbox_server: ServerProcess, browser_page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    with EchoBot(sandbox_server.url) as echo:
+        page.goto(sandbox_server.url + "/")
+        expect(page.get_by_test_id("bot-name")).to_have_text("Sandbox Bot")
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        page.get_by_test_id("new-user-name").fill("Alice")
+        page.get_by_test_id("create-user").click()
+        user_item = page.locator("[data-testid=user-item].active")
+        expect(user_item).to_contain_text("Alice")
+        user_id = int(user_item.get_attribute("data-user-id"))
+
+        # typing indicator follows sendChatAction
+        bot.ok("sendChatAction", chat_id=user_id, action="typing")
+        expect(page.get_by_test_id("typing-indicator")).to_be_visible()
+
+        page.get_by_test_id("message-input").fill("hello bot")
+        page.get_by_test_id("send-button").click()
+        expect(page.locator("[data-testid=message][data-from=user] .text")).to_have_text(
+            ["hello bot"]
+        )
+        reply = page.locator("[data-testid=message][data-from=bot] .text")
+        expect(reply).to_have_text(["You said: hello bot"])
+        expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
+        button = page.get_by_test_id("inline-button")
+        expect(button).to_have_text("Like 👍")
+        button.click()
+        expect(page.get_by_test_id("callback-answer")).to_have_text("Thanks!")
+        expect(reply).to_have_text(["You said: hello bot", "You pressed like"])
+        page.screenshot(path=str(ARTIFACTS / "sandbox-chat.png"), full_page=True)
+        assert not echo.errors, echo.errors
+    assert [m["text"] for m in control.messages(user_id)] == [
+        "hello bot",
+        "You said: hello bot",
+        "You pressed like",
+    ]
+    assert control.callback_answers()[0]["text"] == "Thanks!"
