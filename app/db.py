@@ -78,6 +78,7 @@ async def create_schema(engine: AsyncEngine) -> None:
     """Create the gateway's tables if they do not exist (idempotent, safe with replicas)."""
     # Import the modules that declare tables so they are registered on `metadata`.
     from app import tables  # noqa: F401
+    from app.delivery import tables as delivery_tables  # noqa: F401
 
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all, checkfirst=True)

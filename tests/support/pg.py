@@ -7,6 +7,7 @@ Without it, PostgreSQL tests are skipped with a clear reason, unless REQUIRE_POS
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ def _admin(sql: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(go())
+    # A thread of its own: callers may be inside a running event loop (async tests).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
 
 
 def postgres_available() -> str | None:
