@@ -37,29 +37,33 @@ def _configure_logging(level: str) -> None:
     log.setLevel(level.upper())
 
 
+def _text(value: object) -> str:
+    """`str(value)` that is always valid UTF-8 (a message may quote a lone surrogate)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 def _safe_error(error: Any) -> dict[str, Any]:
     """One pydantic error, in FastAPI's shape, but always encodable.
 
-    FastAPI's default handler echoes `input` and `ctx` as they are; an input of `NaN` or a
-    100-digit integer then crashes the JSON encoder and a 422 becomes a 500. We keep `input`
-    only when it encodes as strict JSON and is short, and stringify `ctx`.
+    FastAPI's default handler echoes `input` and `ctx` as they are; an input of `NaN`, raw
+    non-UTF-8 bytes or a lone surrogate then crashes the JSON encoder and a 422 becomes a 500.
+    We keep `input` only when it encodes as strict UTF-8 JSON and is short, and stringify `ctx`.
     """
     out: dict[str, Any] = {
-        "type": str(error.get("type", "")),
-        "loc": [
-            item if isinstance(item, int | str) else str(item) for item in error.get("loc", ())
-        ],
-        "msg": str(error.get("msg", "")),
+        "type": _text(error.get("type", "")),
+        "loc": [item if isinstance(item, int) else _text(item) for item in error.get("loc", ())],
+        "msg": _text(error.get("msg", "")),
     }
     if "input" in error:
-        try:
-            encoded = json.dumps(error["input"], allow_nan=False)
-        except (TypeError, ValueError):
+        try:  # the same encoding JSONResponse will do, so it cannot fail there
+            encoded = json.dumps(error["input"], allow_nan=False, ensure_ascii=False)
+            encoded.encode("utf-8")
+        except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
             encoded = None
         if encoded is not None and len(encoded) <= _MAX_ECHOED_INPUT:
             out["input"] = error["input"]
     if error.get("ctx"):
-        out["ctx"] = {str(k): str(v) for k, v in error["ctx"].items()}
+        out["ctx"] = {_text(k): _text(v) for k, v in error["ctx"].items()}
     return out
 
 

@@ -1,0 +1,122 @@
+"""In-process checks of configuration, the app factory and the OpenAPI document."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from tests.users_service.conftest import in_process
+from users_service.config import Settings, async_database_url
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sqlite:///./var/users.db", "sqlite+aiosqlite:///./var/users.db"),
+        ("sqlite:////abs/users.db", "sqlite+aiosqlite:////abs/users.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgres://u@h:5433/db", "postgresql+asyncpg://u@h:5433/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql://u@h/db?sslmode=require", "postgresql+asyncpg://u@h/db?ssl=require"),
+    ],
+)
+def test_database_url_gets_the_async_driver(raw: str, expected: str) -> None:
+    assert async_database_url(raw).render_as_string(hide_password=False) == expected
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@h/db", "not a url", ""])
+def test_bad_database_url_fails_naming_the_variable(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", bad)
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings()
+
+
+def test_defaults_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("API_KEY", "")
+    settings = Settings()
+    assert settings.database_url == "sqlite:///./var/users.db"
+    assert settings.api_key is None  # empty means "no key"
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@h/db")
+    monkeypatch.setenv("API_KEY", "sekrit")
+    settings = Settings()
+    assert "hunter2" not in repr(settings) and "sekrit" not in repr(settings)
+
+
+def test_importing_main_needs_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://nope")  # would fail if the app were built
+    sys.modules.pop("users_service.main", None)
+    module = importlib.import_module("users_service.main")
+    with pytest.raises(ValidationError):
+        _ = module.app
+    with pytest.raises(AttributeError):
+        _ = module.nothing_here
+
+
+@pytest.fixture
+async def open_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app without API_KEY, in process, on a SQLite file in a folder that does not exist."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'var' / 'users.db'}", api_key=None)
+    async with in_process(settings) as client:
+        yield client
+
+
+async def test_without_api_key_no_header_is_needed(open_client: httpx.AsyncClient) -> None:
+    r = await open_client.post("/api/users/register", json={"telegram_id": 77})
+    assert r.status_code == 201
+    assert (await open_client.get("/api/users/by-telegram/77")).status_code == 200
+
+
+async def test_secrets_are_not_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'u.db'}", api_key="sekrit-value")
+    with caplog.at_level(logging.DEBUG):
+        async with in_process(settings) as client:
+            await client.get("/health")
+            await client.get("/api/users/by-telegram/1", headers={"X-API-Key": "wrong-guess"})
+    assert "ready" in caplog.text
+    assert "sekrit-value" not in caplog.text and "wrong-guess" not in caplog.text
+
+
+async def test_openapi_declares_the_contract(open_client: httpx.AsyncClient) -> None:
+    spec = (await open_client.get("/openapi.json")).json()
+    paths = spec["paths"]
+
+    def codes(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert codes("/api/users/by-telegram/{telegram_id}", "get") >= {"200", "404", "401", "422"}
+    assert codes("/api/users/register", "post") >= {"201", "409", "401", "422"}
+    assert codes("/api/users/{user_id}", "get") >= {"200", "404", "401", "422"}
+    assert codes("/api/interactions", "post") >= {"201", "200", "404", "401", "422"}
+    assert codes("/api/interactions/{user_id}", "get") >= {"200", "404", "401", "422"}
+    assert codes("/health", "get") >= {"200"}
+
+    register_409 = paths["/api/users/register"]["post"]["responses"]["409"]
+    assert register_409["content"]["application/json"]["schema"]["$ref"].endswith(
+        "AlreadyRegisteredOut"
+    )
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["UserOut"]["properties"]) == {
+        "id",
+        "telegram_id",
+        "full_name",
+        "phone",
+        "email",
+        "created_at",
+        "updated_at",
+    }
+    assert "metadata" in schemas["InteractionOut"]["properties"]
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    params = {p["name"] for p in paths["/api/interactions/{user_id}"]["get"]["parameters"]}
+    assert params >= {"user_id", "limit", "before", "telegram_message_id"}
