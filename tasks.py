@@ -24,15 +24,15 @@ UV_VERSION = "0.13.9"  # keep in step with the `uv==` pin in pyproject's dev gro
 
 def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, check=False)
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, check=False)  # noqa: S603
     if result.returncode != 0:
         sys.exit(result.returncode)
 
 
 def ensure_env() -> dict[str, str]:
     """Create `.venv`, put uv in it, and sync the locked dependencies (fast when nothing changed)."""
-    if sys.version_info < (3, 11):
-        sys.exit("Python 3.11 or newer is required (found %s)" % sys.version.split()[0])
+    if sys.version_info < (3, 11):  # noqa: UP036 (this script may be run by an older python3)
+        sys.exit("Python 3.11 or newer is required (found " + sys.version.split()[0] + ")")
     if not (BIN / "python").exists():
         _run(sys.executable, "-m", "venv", VENV)
     if not (BIN / "uv").exists():
@@ -51,7 +51,7 @@ def ensure_env() -> dict[str, str]:
 
 def cmd_dev(args: list[str]) -> None:
     env = ensure_env()
-    os.execve(str(BIN / "messaging"), [str(BIN / "messaging"), "dev", *args], env)
+    os.execve(str(BIN / "messaging"), [str(BIN / "messaging"), "dev", *args], env)  # noqa: S606
 
 
 def cmd_test(args: list[str]) -> None:

@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 BODY_TEMPLATE = (
@@ -130,12 +131,13 @@ def main() -> None:
     parser.add_argument("--start-id", type=int, default=1_000_000)
     parser.add_argument("--header", action="append", default=[])
     args = parser.parse_args()
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     try:
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        loop_factory = asyncio.new_event_loop
+        pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         result = runner.run(run(args))
     json.dump(result, sys.stdout)
