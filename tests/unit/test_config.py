@@ -1,0 +1,101 @@
+"""Configuration: defaults, validation, and failing at start without leaking secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {"BOT_TOKEN": "123456:AAAA-bbbb_cccc", "USER_SERVICE_BASE": "http://users:8000/"}
+
+
+def make(**values: Any) -> Settings:
+    return load_settings(_env_file=None, **{**BASE, **values})
+
+
+def test_defaults() -> None:
+    s = make()
+    assert s.USER_SERVICE_BASE == "http://users:8000"
+    assert s.TELEGRAM_API_BASE == "https://api.telegram.org"
+    assert s.DATABASE_URL.startswith("sqlite:///")
+    assert s.REQUEST_TIMEOUT == 10 and s.LOG_LEVEL == "INFO"
+    assert s.agent_timeout > s.REQUEST_TIMEOUT
+    assert s.AGENT_SERVICE_BASE is None and s.WEBHOOK_SECRET_TOKEN is None
+
+
+def test_agent_timeout_follows_request_timeout_unless_set() -> None:
+    assert make(REQUEST_TIMEOUT=20).agent_timeout == 60
+    assert make(AGENT_TIMEOUT=5).agent_timeout == 5
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("BOT_TOKEN", "not-a-token"),
+        ("USER_SERVICE_BASE", "users:8000"),
+        ("WEBHOOK_SECRET_TOKEN", "has space"),
+        ("WEBHOOK_SECRET_TOKEN", "x" * 257),
+        ("WEBHOOK_SECRET_TOKEN", "ünïcode"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("LOG_LEVEL", "LOUD"),
+        ("REQUEST_TIMEOUT", "-1"),
+        ("INBOX_RETENTION_HOURS", "1"),
+        ("WORKER_CONCURRENCY", "0"),
+    ],
+)
+def test_invalid_values_name_the_variable(field: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make(**{field: value})
+    assert field in str(info.value)
+    if len(value) >= 4:  # short numbers may appear in the rule itself ("greater than 0")
+        assert value not in str(info.value)
+
+
+def test_valid_secret_token_and_blank_optionals() -> None:
+    s = make(WEBHOOK_SECRET_TOKEN="A-z_09" * 10, AGENT_SERVICE_BASE="", ADMIN_TOKEN=" ")
+    assert s.WEBHOOK_SECRET_TOKEN == "A-z_09" * 10
+    assert s.AGENT_SERVICE_BASE is None and s.ADMIN_TOKEN is None
+
+
+def test_repr_masks_secrets() -> None:
+    s = make(WEBHOOK_SECRET_TOKEN="supersecretvalue", ADMIN_TOKEN="adminsecretvalue")
+    text = repr(s)
+    for secret in ("123456:AAAA-bbbb_cccc", "supersecretvalue", "adminsecretvalue"):
+        assert secret not in text
+
+
+def run_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    return subprocess.run(
+        [sys.executable, "-c", "import app.main as m; m.app"],
+        cwd=ROOT / "tests",  # no .env file here
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_process_exits_nonzero_naming_missing_variables() -> None:
+    result = run_app({})
+    assert result.returncode == 2
+    assert "BOT_TOKEN" in result.stderr and "USER_SERVICE_BASE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_secret_value_is_never_printed() -> None:
+    token = "999999:this-is-the-secret-bot-token"
+    secret = "bad secret with spaces"
+    result = run_app(
+        {"BOT_TOKEN": token, "USER_SERVICE_BASE": "nope", "WEBHOOK_SECRET_TOKEN": secret}
+    )
+    assert result.returncode == 2
+    assert "USER_SERVICE_BASE" in result.stderr and "WEBHOOK_SECRET_TOKEN" in result.stderr
+    assert token not in result.stderr and secret not in result.stderr
