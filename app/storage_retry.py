@@ -165,10 +165,12 @@ class RetryQueue:
 
     async def make_all_due(self) -> None:
         """An operator asked for a flush: do not make them wait for back-off timers."""
+        # Only rows waiting out a back-off after a failure; a row that was never tried may be
+        # claimed by a flusher right now and must keep its claim.
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(storage_retry)
-                .where(storage_retry.c.next_attempt_at > now() + CLAIM_SECONDS)
+                .where(storage_retry.c.attempts > 0, storage_retry.c.next_attempt_at > now())
                 .values(next_attempt_at=0.0)
             )
 

@@ -1,0 +1,118 @@
+"""The history-write retry queue on SQLite and PostgreSQL, and the original module functions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import storage_retry
+from app.db import create_schema, make_engine
+from app.storage_retry import RetryQueue
+from app.user_client import UserServiceError
+
+
+class Writer:
+    """Stands in for UserServiceClient.log_interaction; can be switched to failing."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+        self.error: Exception | None = None
+        self.delay = 0.0
+
+    async def log_interaction(self, **payload: Any) -> dict[str, Any]:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        self.written.append(payload)
+        return payload
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url)
+    await create_schema(eng)
+    yield eng
+    await eng.dispose()
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"user_id": "u1", "message_text": f"m{n}", "direction": "in", "telegram_message_id": n}
+
+
+async def test_enqueue_dedupes_and_flush_writes_in_order(engine: AsyncEngine) -> None:
+    writer = Writer()
+    queue = RetryQueue(engine, writer)
+    for n in (1, 2, 3):
+        await queue.enqueue(payload(n), dedupe_key=f"in:{n}")
+    await queue.enqueue(payload(1), dedupe_key="in:1")  # the same write queued twice
+    assert await queue.size() == 3
+    assert await queue.flush() == 3
+    assert [p["message_text"] for p in writer.written] == ["m1", "m2", "m3"]
+    assert await queue.size() == 0
+
+
+async def test_service_down_keeps_rows_and_backs_off(engine: AsyncEngine) -> None:
+    writer = Writer()
+    writer.error = UserServiceError("down", status=None)
+    queue = RetryQueue(engine, writer, base_delay=30)
+    await queue.enqueue(payload(1), dedupe_key="in:1")
+    await queue.enqueue(payload(2), dedupe_key="in:2")
+    assert await queue.flush() == 0
+    [first, second] = await queue.list()
+    assert first["attempts"] == 1 and "down" in first["last_error"]
+    assert second["attempts"] == 0  # stopped at the first outage: the rest would fail too
+    writer.error = None
+    assert await queue.flush() == 1  # the first row waits for its back-off
+    await queue.make_all_due()  # what POST /admin/flush-retries does
+    assert await queue.flush() == 1
+    assert await queue.size() == 0
+
+
+async def test_rejected_row_does_not_block_the_others(engine: AsyncEngine) -> None:
+    class Picky(Writer):
+        async def log_interaction(self, **p: Any) -> dict[str, Any]:
+            if p["message_text"] == "m1":
+                raise UserServiceError("unknown user", status=404)
+            return await super().log_interaction(**p)
+
+    writer = Picky()
+    queue = RetryQueue(engine, writer)
+    await queue.enqueue(payload(1))
+    await queue.enqueue(payload(2))
+    assert await queue.flush() == 1
+    [kept] = await queue.list()
+    assert kept["payload"]["message_text"] == "m1"  # kept for a human, never dropped
+
+
+async def test_two_flushers_never_send_a_row_twice(engine: AsyncEngine) -> None:
+    writer = Writer()
+    writer.delay = 0.01
+    a, b = RetryQueue(engine, writer), RetryQueue(engine, writer)  # e.g. two replicas
+    for n in range(20):
+        await a.enqueue(payload(n))
+    sent = await asyncio.gather(a.flush(), b.flush())
+    assert sum(sent) == 20
+    assert sorted(p["telegram_message_id"] for p in writer.written) == list(range(20))
+
+
+async def test_original_module_functions(engine: AsyncEngine) -> None:
+    writer = Writer()
+    queue = RetryQueue(engine, writer)
+    storage_retry.set_default(queue)
+    try:
+        storage_retry.enqueue_failed_interaction(payload(9))
+        deadline = asyncio.get_running_loop().time() + 5
+        while await queue.size() == 0:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert await storage_retry.flush_retries() == 1
+        assert writer.written == [payload(9)]
+    finally:
+        storage_retry.set_default(None)
+    with pytest.raises(RuntimeError):
+        await storage_retry.flush_retries()
