@@ -76,7 +76,10 @@ class Stack:
         self.http = httpx.Client(timeout=10)
 
     # --- processes ---------------------------------------------------------------------------
-    def _gateway_process(self) -> ServerProcess:
+    def _gateway_process(
+        self, port: int | None = None, name: str = "gateway", **overrides: str
+    ) -> ServerProcess:
+        port = port or self.gateway_port
         env = {
             "BOT_TOKEN": SANDBOX_TOKEN,
             "TELEGRAM_API_BASE": self.sandbox.url,
@@ -85,15 +88,14 @@ class Stack:
             "AGENT_SERVICE_BASE": self.agent.url if self.agent else "",
             "AGENT_SERVICE_API_KEY": "",
             "WEBHOOK_SECRET_TOKEN": self.secret,
-            "WEBHOOK_URL": self.webhook_url,
-            "DATABASE_URL": f"sqlite:///{self.state / 'gateway.db'}",
+            "WEBHOOK_URL": f"http://127.0.0.1:{port}/webhook/telegram",
+            "DATABASE_URL": f"sqlite:///{self.state / (name + '.db')}",
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "PROCESSING_ENABLED": "true",
             **self.gateway_env,
+            **overrides,
         }
-        return ServerProcess(
-            "app.main:app", env, port=self.gateway_port, ready_path="/ready", name="gateway"
-        )
+        return ServerProcess("app.main:app", env, port=port, ready_path="/ready", name=name)
 
     def start(self) -> Stack:
         _start_all(*[s for s in (self.sandbox, self.users, self.agent) if s is not None])
@@ -124,6 +126,27 @@ class Stack:
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}/webhook/telegram"
+
+    @contextmanager
+    def other_gateway(self, name: str, **overrides: str) -> Iterator[ServerProcess]:
+        """A second gateway (own port and database, `overrides` on top of this stack's
+        settings) that takes the webhook over; on exit the webhook points back at ours."""
+        other = self._gateway_process(free_port(), name=name, **overrides)
+        other.start()
+        try:
+            wait_until(
+                lambda: self.ctl.info()["webhook"]["url"].startswith(other.url),
+                timeout=15,
+                what=f"{name} to register its webhook",
+            )
+            yield other
+        finally:
+            other.stop()
+            response = self.http.post(
+                self.ctl.bot_api_url("setWebhook"),
+                json={"url": self.webhook_url, "secret_token": self.secret},
+            )
+            assert response.json()["ok"], response.text
 
     def kill_gateway(self) -> None:
         """kill -9: no shutdown code runs."""

@@ -305,3 +305,26 @@ def test_user_service_outage_mid_conversation(stack: Stack) -> None:
         ("out", "Agent: during"),
     ]
     assert [r["text"] for r in stack.agent_requests(uid)] == ["before", "during"]
+
+
+def test_builtin_fallback_without_agent(stack: Stack) -> None:
+    uid = stack.new_user("Solo")
+    with stack.other_gateway("gateway-noagent", AGENT_SERVICE_BASE=""):
+        stack.ctl.send_command(uid, "help")
+        help_text = stack.wait_texts(uid, 1)[0]
+        stack.ctl.send_command(uid, "start")
+        start_text = stack.wait_texts(uid, 2)[1]
+        stack.ctl.send_text(uid, "echo this")
+        echo_text = stack.wait_texts(uid, 3)[2]
+    assert "/start" in help_text and "/help" in help_text
+    assert start_text.startswith("Hello Solo!")
+    assert "/help" in start_text
+    assert echo_text.startswith("You said: echo this")
+    assert stack.agent_requests(uid) == []  # the agent was never asked
+    rows = stack.wait_history(uid, 6)
+    assert [r["metadata"].get("agent_source") for r in rows if r["direction"] == "out"] == [
+        "fallback"
+    ] * 3
+    # The webhook is back with the module's gateway, which answers through the agent again.
+    stack.ctl.send_text(uid, "agent again")
+    assert stack.wait_texts(uid, 4)[3] == "Agent: agent again"
