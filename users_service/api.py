@@ -40,7 +40,10 @@ async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(session_dep)]
+# scope="function": the commit (the dependency's teardown) must happen before the response is
+# sent. With FastAPI's default ("request") it runs afterwards, and a client that calls again at
+# once (register, then log a message) can be told 404 about the user it has just created.
+Session = Annotated[AsyncSession, Depends(session_dep, scope="function")]
 
 health_router = APIRouter()
 router = APIRouter(

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from users_service import api
@@ -73,8 +73,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """503 tells the gateway to queue and retry, which is right when the database is down."""
-    log.warning("database unavailable: %s", exc.__class__.__name__)
+    """503 tells the gateway to queue and retry, which is right when the database is down.
+
+    Any driver error lands here: connection refused, database dropped, server restarting, pool
+    exhausted. Input cannot cause one (validation and ON CONFLICT see to that), so what is left
+    is the database's own trouble. Logged by class only: driver messages can quote parameters.
+    """
+    orig = getattr(exc, "orig", None)
+    log.error(
+        "database unavailable: %s%s",
+        exc.__class__.__name__,
+        f" ({orig.__class__.__name__})" if orig is not None else "",
+    )
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
@@ -111,7 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for exc_type in (OperationalError, InterfaceError, PoolTimeoutError, OSError):
+    for exc_type in (DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(exc_type, _database_unavailable)
     app.include_router(api.health_router)
     app.include_router(api.router)

@@ -65,7 +65,8 @@ def service(
 
 @pytest.fixture
 def client(service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, headers=service.headers, timeout=10) as c:
+    # Generous timeout: CI machines can be slow, and a timeout would only hide the real answer.
+    with httpx.Client(base_url=service.url, headers=service.headers, timeout=60) as c:
         yield c
 
 
@@ -73,7 +74,7 @@ def client(service: Service) -> Iterator[httpx.Client]:
 async def aclient(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(
-        base_url=service.url, headers=service.headers, timeout=30, limits=limits
+        base_url=service.url, headers=service.headers, timeout=60, limits=limits
     ) as c:
         yield c
 

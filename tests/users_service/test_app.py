@@ -8,10 +8,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from tests.support.pg import PG_ADMIN_DSN, temp_database
 from tests.users_service.conftest import in_process
 from users_service.config import Settings, async_database_url
 
@@ -120,3 +122,25 @@ async def test_openapi_declares_the_contract(open_client: httpx.AsyncClient) -> 
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     params = {p["name"] for p in paths["/api/interactions/{user_id}"]["get"]["parameters"]}
     assert params >= {"user_id", "limit", "before", "telegram_message_id"}
+
+
+@pytest.mark.postgres
+async def test_database_gone_is_503_not_500() -> None:
+    """When the database disappears under a running service, callers get a retryable 503."""
+    with temp_database("users_gone") as url:
+        async with in_process(Settings(database_url=url, api_key=None)) as client:
+            assert (
+                await client.post("/api/users/register", json={"telegram_id": 9})
+            ).status_code == 201
+            await drop_database(url)
+            r = await client.get("/api/users/by-telegram/9")
+            assert r.status_code == 503, r.text
+            assert r.json() == {"detail": "database unavailable"}
+
+
+async def drop_database(url: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()

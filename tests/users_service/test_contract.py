@@ -222,7 +222,7 @@ def test_rows_without_message_id_are_never_deduplicated(
 ) -> None:
     a = log(client, user, message_text="same")
     b = log(client, user, message_text="same")
-    assert a.status_code == b.status_code == 201
+    assert a.status_code == b.status_code == 201, (a.text, b.text)
     assert a.json()["id"] != b.json()["id"]
     assert a.json()["telegram_message_id"] is None
     assert a.json()["metadata"] == {}
@@ -377,3 +377,24 @@ def test_values_a_database_cannot_store_are_422(
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 422, r.text
+
+
+async def test_a_write_is_visible_as_soon_as_it_is_answered(aclient: httpx.AsyncClient) -> None:
+    """Commit before the response: the gateway's very next call must see what it just wrote.
+
+    (Regression: the session was committed by a yield-dependency's teardown, which FastAPI runs
+    after the response is sent, so a fast client sometimes got 404 for a user it had just
+    registered.)
+    """
+    for _ in range(15):
+        tg = new_telegram_id()
+        r = await aclient.post("/api/users/register", json={"telegram_id": tg})
+        assert r.status_code == 201
+        user_id = r.json()["id"]
+        r = await aclient.post(
+            "/api/interactions",
+            json={"user_id": user_id, "direction": "in", "telegram_message_id": 1},
+        )
+        assert r.status_code == 201, r.text
+        r = await aclient.get(f"/api/interactions/{user_id}", params={"telegram_message_id": 1})
+        assert len(r.json()) == 1, r.text
