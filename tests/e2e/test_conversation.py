@@ -307,6 +307,92 @@ def test_user_service_outage_mid_conversation(stack: Stack) -> None:
     assert [r["text"] for r in stack.agent_requests(uid)] == ["before", "during"]
 
 
+def raw_message(uid: int, update_id: int, message_id: int, text: str) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "from": {"id": uid, "is_bot": False, "first_name": "Raw"},
+            "chat": {"id": uid, "first_name": "Raw", "type": "private"},
+            "date": int(time.time()),
+            "text": text,
+        },
+    }
+
+
+def test_long_reply_is_split_and_recorded_once(stack: Stack) -> None:
+    uid = stack.new_user("Verbose")
+    stack.ctl.send_text(uid, "x" * 4095)  # the echo ("Agent: " + text) exceeds 4096
+    parts = stack.ctl.wait_for_bot_messages(uid, 2, timeout=20)
+    assert "".join(m["text"] for m in parts) == "Agent: " + "x" * 4095
+    assert all(len(m["text"]) <= 4096 for m in parts)
+    rows = stack.wait_history(uid, 2)
+    assert [r["direction"] for r in rows] == ["in", "out"]
+    assert rows[1]["telegram_message_id"] == parts[-1]["message_id"]
+    assert rows[1]["metadata"]["message_ids"] == [m["message_id"] for m in parts]
+
+
+def test_group_chat_and_private_chat_are_separate(stack: Stack) -> None:
+    alice, bob = stack.new_user("GroupA"), stack.new_user("GroupB")
+    group = stack.ctl.create_group("Team", [alice, bob])["id"]
+    stack.ctl.send_text(alice, "hi team", chat_id=group)
+    assert stack.wait_texts(group, 1) == ["Agent: hi team"]
+    stack.ctl.send_text(alice, "hi bot")
+    assert stack.wait_texts(alice, 1) == ["Agent: hi bot"]
+    rows = stack.wait_history(alice, 4)
+    # Message ids restart in each chat: (chat, id) keeps both conversations whole.
+    assert [(r["direction"], r["chat_id"], r["message_text"]) for r in rows] == [
+        ("in", group, "hi team"),
+        ("out", group, "Agent: hi team"),
+        ("in", alice, "hi bot"),
+        ("out", alice, "Agent: hi bot"),
+    ]
+
+
+def test_blocked_user_is_given_up_cleanly(stack: Stack) -> None:
+    uid = stack.new_user("Blocker")
+    stack.ctl.send_text(uid, "first")
+    stack.wait_texts(uid, 1)
+    stack.ctl.block(uid)
+    stack.ctl.deliver_raw(raw_message(uid, 920_000_000 + uid, 10_000, "while blocked"))
+
+    def refused() -> list[dict[str, Any]]:
+        return [c for c in stack.ctl.calls("sendMessage", 403) if c["params"]["chat_id"] == uid]
+
+    wait_until(refused, what="the reply to a blocked user to be refused with 403")
+    stack.ctl.send_text(uid, "I'm back")  # writing again unblocks
+    assert stack.wait_texts(uid, 2) == ["Agent: first", "Agent: I'm back"]
+    assert len(refused()) == 1  # a permanent error is not retried
+    rows = stack.wait_history(uid, 5)
+    assert directions(rows) == [
+        ("in", "first"),
+        ("out", "Agent: first"),
+        ("in", "while blocked"),  # received and recorded; the reply never reached the user
+        ("in", "I'm back"),
+        ("out", "Agent: I'm back"),
+    ]
+    assert stack.admin("GET", "/admin/dead")["count"] == 0
+
+
+def test_edited_message_is_recorded_not_answered(stack: Stack) -> None:
+    uid = stack.new_user("Editor")
+    sent = stack.ctl.send_text(uid, "typo")
+    stack.wait_texts(uid, 1)
+    edited = {**sent["message"], "text": "fixed", "edit_date": int(time.time())}
+    stack.ctl.deliver_raw({"update_id": 930_000_000 + uid, "edited_message": edited})
+    stack.ctl.send_text(uid, "next")
+    assert stack.wait_texts(uid, 2) == ["Agent: typo", "Agent: next"]
+    rows = stack.wait_history(uid, 5)
+    assert [(r["direction"], r["telegram_message_id"], r["message_text"]) for r in rows] == [
+        ("in", sent["message"]["message_id"], "typo"),
+        ("out", rows[1]["telegram_message_id"], "Agent: typo"),
+        ("in", None, "fixed"),
+        ("in", rows[3]["telegram_message_id"], "next"),
+        ("out", rows[4]["telegram_message_id"], "Agent: next"),
+    ]
+    assert [r["text"] for r in stack.agent_requests(uid)] == ["typo", "next"]
+
+
 def test_builtin_fallback_without_agent(stack: Stack) -> None:
     uid = stack.new_user("Solo")
     with stack.other_gateway("gateway-noagent", AGENT_SERVICE_BASE=""):
