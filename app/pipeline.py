@@ -74,6 +74,16 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def _is_row_of(row: dict[str, Any], update_id: int) -> bool:
+    """Whether a history row is the inbound record of `update_id` (its metadata is the update)."""
+    metadata = row.get("metadata")
+    return (
+        row.get("direction") == "in"
+        and isinstance(metadata, dict)
+        and metadata.get("update_id") == update_id
+    )
+
+
 class Pipeline:
     """Processes claimed inbox items. Holds no per-update state of its own."""
 
@@ -184,7 +194,7 @@ class Pipeline:
         reply = progress.get("reply")
         if reply is None:
             async with self.delivery.typing(chat_id):
-                history = await self.history(user_id)
+                history = await self.history(user_id, item.update_id if item else None)
                 answer = await self.agent.respond(
                     user, text, chat_id=chat_id, message_id=message_id, history=history, **extra
                 )
@@ -241,15 +251,25 @@ class Pipeline:
                 extra={"status": exc.status, "description": exc.description},
             )
 
-    async def history(self, user_id: str) -> list[dict[str, Any]]:
-        """The last few interactions as agent context; best-effort (empty when unavailable)."""
+    async def history(
+        self, user_id: str, current_update_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The last few interactions before this one, oldest first, as agent context.
+
+        The inbound row of the update being answered is already written by now; it is left out
+        (the agent gets it as `text`), so an agent joining history and text does not see it twice.
+        Best-effort: empty when the User Service cannot answer.
+        """
         if self.history_size <= 0:
             return []
         try:
-            rows = await self.users.get_interactions(user_id, limit=self.history_size)
+            rows = await self.users.get_interactions(user_id, limit=self.history_size + 1)
         except UserServiceError as exc:
             log.info("history unavailable for agent context", extra={"status": exc.status})
             return []
+        if current_update_id is not None:
+            rows = [r for r in rows if not _is_row_of(r, current_update_id)]
+        rows = list(reversed(rows[: self.history_size]))
         return [
             {
                 "direction": r.get("direction"),

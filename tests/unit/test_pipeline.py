@@ -256,3 +256,22 @@ async def test_unsupported_kinds_are_ignored(env: Env) -> None:
     state, _ = await env.run(sample)
     assert state == IGNORED
     assert env.users.rows == [] and env.delivery.jobs == []
+
+
+async def test_agent_context_is_earlier_history_oldest_first(env: Env) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def agent(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={"reply": "ok"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(agent)) as http:
+        env.pipeline.agent = AgentClient(http, "http://agent.invalid", timeout=5)
+        await env.run(text_update(20, "first", message_id=1))
+        env.users.rows.append(  # what delivery's hook would write for the reply
+            {"user_id": "u42", "direction": "out", "message_text": "ok", "telegram_message_id": 2}
+        )
+        await env.run(text_update(21, "second", message_id=3))
+    assert sent[0]["history"] == []  # the message being answered is not its own context
+    assert [h["text"] for h in sent[1]["history"]] == ["first", "ok"]
+    assert sent[1]["text"] == "second"
