@@ -36,9 +36,10 @@ import httpx
 from aiolimiter import AsyncLimiter
 from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
+from app.db import is_sqlite
 from app.delivery import store
 from app.delivery.metrics import DeliveryMetrics
 from app.delivery.pacing import TokenBucket
@@ -165,8 +166,13 @@ class Delivery:
         self.max_active_chats = max_active_chats
         self.max_in_flight = max_in_flight
         s = settings
-        # Leaky bucket of capacity RATE_GLOBAL_PER_SECOND: Telegram's "about 30 per second".
-        self._global = AsyncLimiter(s.RATE_GLOBAL_PER_SECOND, 1.0)
+        # Telegram's "about 30 per second", as a leaky bucket holding a third of a second's
+        # worth. We pace at the full rate but never spend Telegram's whole burst allowance: its
+        # bucket keeps a reserve, so requests that arrive bunched up (network and event-loop
+        # jitter) still find tokens there. Spending the whole burst runs at the bucket's edge,
+        # where 50 ms of jitter is a 429.
+        burst = max(1.0, s.RATE_GLOBAL_PER_SECOND / 3)
+        self._global = AsyncLimiter(burst, burst / s.RATE_GLOBAL_PER_SECOND)
         self._chats: dict[int, _Chat] = {}
         self._ready: deque[int] = deque()
         self._timers: list[_Timer] = []
@@ -185,6 +191,10 @@ class Delivery:
         self._last_refill = 0.0
         self._last_renew = 0.0
         self._last_hooks = 0.0
+        self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+        # Waiters read the database through a narrow gate: hundreds of them must not take the
+        # connection pool away from the senders (which stalls sending for seconds).
+        self._wait_reads = asyncio.Semaphore(2)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -216,8 +226,10 @@ class Delivery:
                 await asyncio.wait(still, timeout=1.0)
         # Let another replica (or our successor) take our chats immediately.
         with contextlib.suppress(Exception):
-            async with self.engine.begin() as conn:
-                await store.release_chats(conn, list(self._chats), self.owner)
+            async with self._tx() as conn:
+                await store.release_chats(
+                    conn, {c: self._pace(chat) for c, chat in self._chats.items()}, self.owner
+                )
         self._chats.clear()
         self._ready.clear()
         self._timers.clear()
@@ -255,7 +267,7 @@ class Delivery:
             }
             for p in parts
         ]
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             job_id = await store.insert_job(conn, job_key, chat_id, len(specs), history)
             if job_id is None:
                 return
@@ -279,10 +291,13 @@ class Delivery:
         """Wait until the job is delivered or given up; on timeout, its current state."""
         deadline = None if timeout is None else time.monotonic() + timeout
         event = self._job_events.setdefault(job_key, asyncio.Event())
+        # Local state changes wake us at once. The poll only covers a job finished by another
+        # replica, so it backs off (many waiters must not steal the senders' connections).
+        poll = 0.25
         try:
             while True:
                 event.clear()
-                async with self.engine.connect() as conn:
+                async with self._wait_reads, self.engine.connect() as conn:
                     status = await store.job_status(conn, job_key)
                 if status is None:
                     return DeliveryResult(job_key, "unknown", [])
@@ -292,8 +307,8 @@ class Delivery:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return DeliveryResult(job_key, state, ids, error)
-                # Local changes wake us at once; another replica's within a poll interval.
-                step = self.settings.POLL_INTERVAL if left is None else min(left, 0.5)
+                step = poll if left is None else min(left, poll)
+                poll = min(poll * 1.5, 5.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=max(step, 0.01))
         finally:
@@ -316,7 +331,7 @@ class Delivery:
         if chat_id not in self._unreachable:
             # Another replica may have set it; the database is the truth.
             pass
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             cleared = await store.clear_unreachable(conn, chat_id)
         self._unreachable.discard(chat_id)
         if cleared:
@@ -330,7 +345,7 @@ class Delivery:
     async def resend(self, job_or_part_id: int | str) -> bool:
         """Queue parked/failed parts again: ``12`` or ``"job:12"`` or a job key, ``"part:34"``."""
         ref = str(job_or_part_id)
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             if ref.startswith("part:") and ref[5:].isdigit():
                 found = await store.requeue(conn, part_id=int(ref[5:]))
             else:
@@ -451,8 +466,10 @@ class Delivery:
         group = None
         if chat_id < 0:
             # Groups: 20/min on top of the per-chat limit; a small burst, not a minute's worth.
-            group = TokenBucket(s.RATE_GROUP_PER_MINUTE / 60.0, min(s.RATE_CHAT_BURST, 3))
-        return _Chat(chat_id, TokenBucket(s.RATE_CHAT_PER_SECOND, s.RATE_CHAT_BURST), group)
+            group = TokenBucket(s.RATE_GROUP_PER_MINUTE / 60.0, min(s.RATE_CHAT_BURST - 1, 2))
+        # Same reasoning as the global limiter: keep one token of the chat's burst in reserve.
+        burst = s.RATE_CHAT_BURST - 1 if s.RATE_CHAT_BURST > 1 else 1
+        return _Chat(chat_id, TokenBucket(s.RATE_CHAT_PER_SECOND, burst), group)
 
     async def _adopt(self, chat_ids: list[int]) -> None:
         """Lease these chats (if free) and load their heads: work arrived for them."""
@@ -470,15 +487,20 @@ class Delivery:
         if not fresh:
             return
         lease = self.settings.LEASE_SECONDS
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             held = await store.claim_chats(conn, fresh, self.owner, lease)
             heads = await store.heads(conn, held)
-        until = time.time() + lease
+            saved = await store.paces(conn, [c for c in held if c not in self._chats])
+        wall = time.time()
+        until = wall + lease
         idle = []
         for cid in held:
             chat = self._chats.get(cid)
             if chat is None:
                 chat = self._chats[cid] = self._new_chat(cid)
+                pace = saved.get(cid)
+                if pace is not None:
+                    self._restore(chat, pace, wall)
             chat.lease_until = until
             if chat.in_flight or chat.releasing:
                 continue
@@ -496,8 +518,10 @@ class Delivery:
         for chat in chats:
             chat.releasing = True
         try:
-            async with self.engine.begin() as conn:
-                await store.release_chats(conn, [c.chat_id for c in chats], self.owner)
+            async with self._tx() as conn:
+                await store.release_chats(
+                    conn, {c.chat_id: self._pace(c) for c in chats}, self.owner
+                )
         finally:
             again = []
             for chat in chats:
@@ -527,7 +551,7 @@ class Delivery:
         if not ids:
             return
         lease = self.settings.LEASE_SECONDS
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             held = await store.renew_chats(conn, ids, self.owner, lease)
         until = time.time() + lease
         for cid in ids:
@@ -539,6 +563,20 @@ class Delivery:
             elif not chat.in_flight:
                 log.warning("chat lease lost to another process", extra={"chat_id": cid})
                 del self._chats[cid]
+
+    def _pace(self, chat: _Chat) -> store.Pace:
+        wall, mono = time.time(), time.monotonic()
+        tokens, at = chat.bucket.snapshot(wall)
+        group = chat.group.snapshot(wall)[0] if chat.group is not None else None
+        flood = wall + (chat.flood_until - mono) if chat.flood_until > mono else None
+        return store.Pace(tokens, group, at, flood)
+
+    def _restore(self, chat: _Chat, pace: store.Pace, wall: float) -> None:
+        chat.bucket.restore(pace.tokens, pace.at, wall)
+        if chat.group is not None:
+            chat.group.restore(pace.group_tokens, pace.at, wall)
+        if pace.flood_until is not None and pace.flood_until > wall:
+            chat.flood_until = time.monotonic() + (pace.flood_until - wall)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -598,7 +636,7 @@ class Delivery:
         result = envelope.get("result")
         message_id = result.get("message_id") if isinstance(result, dict) else None
         final = "sent" if self.on_delivered is not None else "recorded"
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             recorded, complete = await store.mark_sent(conn, part, message_id, final)
         if not recorded:
             log.warning("part was already recorded by another process", extra={"part_id": part.id})
@@ -629,7 +667,7 @@ class Delivery:
                 extra={"chat_id": part.chat_id, "part_id": part.id, "parse_mode": part.parse_mode},
             )
             self.metrics.plain_fallback.inc()
-            async with self.engine.begin() as conn:
+            async with self._tx() as conn:
                 await store.set_plain_fallback(conn, part.id)
             return _replace(part, plain_fallback=True)
         if getattr(exc, "is_transient", code is None or (code or 0) >= 500):
@@ -645,7 +683,7 @@ class Delivery:
             extra={"chat_id": part.chat_id, "part_id": part.id, "error": error},
         )
         self.metrics.permanently_failed.labels("bad_request").inc()
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             await store.park_job_from(conn, part, "parked", error)
         self._job_changed(part.job_key)
         return None
@@ -688,7 +726,7 @@ class Delivery:
                 },
             )
             self.metrics.parked.inc()
-            async with self.engine.begin() as conn:
+            async with self._tx() as conn:
                 await store.schedule_retry(conn, part.id, attempts, first, next_at, error)
                 await store.park_job_from(conn, part, "parked", error)
             self._job_changed(part.job_key)
@@ -704,7 +742,7 @@ class Delivery:
             },
         )
         self.metrics.retried.labels(reason).inc()
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             await store.schedule_retry(conn, part.id, attempts, first, next_at, error)
         return _replace(part, attempts=attempts, first_attempt_at=first, next_attempt_at=next_at)
 
@@ -715,7 +753,7 @@ class Delivery:
         )
         reason = "blocked" if error.startswith("403") else "chat_not_found"
         self.metrics.permanently_failed.labels(reason).inc()
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             keys = await store.mark_chat_unreachable(conn, part.chat_id, error)
         self._unreachable.add(part.chat_id)
         for key in {*keys, part.job_key}:
@@ -736,7 +774,7 @@ class Delivery:
         hook = self.on_delivered
         if hook is None:
             return
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             data = await store.claim_hook(conn, job_id, self.owner, self.settings.LEASE_SECONDS)
         if data is None:
             return
@@ -760,10 +798,10 @@ class Delivery:
                 extra={"job_key": job.job_key, "attempt": attempts, "error": repr(exc)[:200]},
             )
             self.metrics.hook_failures.inc()
-            async with self.engine.begin() as conn:
+            async with self._tx() as conn:
                 await store.fail_hook(conn, job_id, attempts, time.time() + delay, repr(exc)[:500])
             return
-        async with self.engine.begin() as conn:
+        async with self._tx() as conn:
             await store.finish_hook(conn, job_id, self.owner)
         self._job_changed(job.job_key)
 
@@ -794,6 +832,17 @@ class Delivery:
             await asyncio.sleep(interval)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. On SQLite, writers queue here instead of in SQLite's busy
+        handler, whose sleeps (up to 100 ms per retry) would cut the send rate by half."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def runner() -> None:

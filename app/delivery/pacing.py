@@ -47,3 +47,15 @@ class TokenBucket:
         """True when the bucket has refilled completely (an idle chat can be forgotten)."""
         self._refill(self.clock())
         return self.tokens >= self.burst
+
+    def snapshot(self, wall: float) -> tuple[float, float]:
+        """(tokens, wall time) to store, so another process can `restore` this bucket."""
+        self._refill(self.clock())
+        return self.tokens, wall
+
+    def restore(self, tokens: float | None, at: float | None, wall: float) -> None:
+        """Continue a bucket saved by `snapshot` (possibly in another process)."""
+        if tokens is None or at is None:
+            return
+        self.tokens = min(self.burst, tokens + max(0.0, wall - at) * self.rate)
+        self.stamp = self.clock()

@@ -193,14 +193,49 @@ async def renew_chats(
     return {int(r) for r in rows.scalars()}
 
 
-async def release_chats(conn: AsyncConnection, chat_ids: list[int], owner: str) -> None:
+@dataclass(frozen=True)
+class Pace:
+    """A chat's pacing state as stored between leases (times are wall clock)."""
+
+    tokens: float | None
+    group_tokens: float | None
+    at: float | None
+    flood_until: float | None
+
+
+async def release_chats(conn: AsyncConnection, chats: dict[int, Pace | None], owner: str) -> None:
+    """Give up our leases, leaving each chat's pacing state for the next holder."""
+    for chat_id, pace in chats.items():
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if pace is not None:
+            values.update(
+                pace_tokens=pace.tokens,
+                group_tokens=pace.group_tokens,
+                pace_at=pace.at,
+                flood_until=pace.flood_until,
+            )
+        await conn.execute(
+            update(delivery_chats)
+            .where(delivery_chats.c.chat_id == chat_id, delivery_chats.c.lease_owner == owner)
+            .values(**values)
+        )
+
+
+async def paces(conn: AsyncConnection, chat_ids: list[int]) -> dict[int, Pace]:
     if not chat_ids:
-        return
-    await conn.execute(
-        update(delivery_chats)
-        .where(delivery_chats.c.chat_id.in_(chat_ids), delivery_chats.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
+        return {}
+    rows = await conn.execute(
+        select(
+            delivery_chats.c.chat_id,
+            delivery_chats.c.pace_tokens,
+            delivery_chats.c.group_tokens,
+            delivery_chats.c.pace_at,
+            delivery_chats.c.flood_until,
+        ).where(delivery_chats.c.chat_id.in_(chat_ids), delivery_chats.c.pace_at.is_not(None))
     )
+    return {
+        int(r.chat_id): Pace(r.pace_tokens, r.group_tokens, r.pace_at, r.flood_until) for r in rows
+    }
 
 
 # --- parts ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
   follows Telegram's answer, so a restart never sends a recorded part again.
 - `delivery_chats`: per-chat state shared by replicas: the lease of the process that currently
   sends this chat's queue (so per-chat order and pacing are decided by one process at a time),
-  and the "unreachable" mark set by a 403 / chat not found, cleared by `mark_active`.
+  its pacing state (handed over with the lease), and the "unreachable" mark set by a 403 / chat not found, cleared by `mark_active`.
 """
 
 from __future__ import annotations
@@ -76,6 +76,12 @@ delivery_chats = Table(
     Column("chat_id", BigInteger, primary_key=True, autoincrement=False),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
+    # Pacing handed over with the lease (wall clock): the next holder continues the chat's
+    # token buckets and flood wait instead of starting with a full burst.
+    Column("pace_tokens", Float, nullable=True),
+    Column("group_tokens", Float, nullable=True),
+    Column("pace_at", Float, nullable=True),
+    Column("flood_until", Float, nullable=True),
     Column("unreachable_at", Float, nullable=True),
     Column("unreachable_reason", Text, nullable=True),
 )
