@@ -414,3 +414,27 @@ def test_builtin_fallback_without_agent(stack: Stack) -> None:
     # The webhook is back with the module's gateway, which answers through the agent again.
     stack.ctl.send_text(uid, "agent again")
     assert stack.wait_texts(uid, 4)[3] == "Agent: agent again"
+
+
+def test_logs_are_json_lines_without_secrets(stack: Stack) -> None:
+    """Runs last in this module: everything above was logged by the gateway at DEBUG level."""
+    from tests.e2e.stack import ADMIN_TOKEN, USERS_KEY
+    from tests.support.sandbox import SANDBOX_TOKEN
+
+    output = stack.gateway.log_path.read_text(errors="replace")
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert len(lines) > 50
+    for secret in (
+        SANDBOX_TOKEN,
+        SANDBOX_TOKEN.split(":")[1],
+        USERS_KEY,
+        stack.secret,
+        ADMIN_TOKEN,
+    ):
+        assert secret not in output
+    # httpx logged request URLs (DEBUG), with the token taken out.
+    assert any("bot***" in str(line.get("message")) for line in lines)
+    for line in lines:
+        assert {"time", "level", "logger", "message"} <= line.keys()
+    handled = [line for line in lines if line["message"] == "update processed"]
+    assert handled and all(str(line.get("correlation_id", "")).isdigit() for line in handled)
