@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.make_router(lambda: gateway))
     require_admin = admin.make_admin_guard(settings.ADMIN_TOKEN)
     app.include_router(admin.make_router(lambda: gateway, require_admin))
-    app.include_router(gateway.delivery.router(require_admin), prefix="/admin")
+    app.include_router(gateway.delivery.router(require_admin))
     return app
 
 
