@@ -57,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's built-in OpenTelemetry hooks check the global providers on every request;
+        # the gateway exports Prometheus metrics instead, and the webhook's hot path is lean.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gateway = gateway
     app.state.settings = settings

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.inbox import NewUpdate
 from app.ingest import IngestBatcher, IngestUnavailable, classify
 from app.logger import get_logger
 from app.metrics import Metrics
@@ -45,6 +45,7 @@ def make_webhook_endpoint(
     """Build the endpoint; `batcher` returns the running batcher (None before start-up)."""
     secret_bytes = secret.encode() if secret else None
     outcome = metrics.webhook_requests
+    stored = outcome.labels("stored")  # bound once: .labels() costs ~10 us per call
 
     async def webhook(request: Request) -> Response:
         if secret_bytes is not None:
@@ -82,11 +83,13 @@ def make_webhook_endpoint(
             outcome.labels("unavailable").inc()
             return _json(503, b'{"ok":false,"description":"not ready"}')
         try:
-            await current.submit(replace(row, payload=body.decode("utf-8")))
+            await current.submit(
+                NewUpdate(row.update_id, row.chat_key, row.kind, body.decode("utf-8"))
+            )
         except IngestUnavailable:
             outcome.labels("unavailable").inc()
             return _json(503, b'{"ok":false,"description":"update not stored, retry later"}')
-        outcome.labels("stored").inc()
+        stored.inc()
         return _json(200, _OK)
 
     return webhook
