@@ -328,9 +328,7 @@ class Delivery:
 
     async def mark_active(self, chat_id: int) -> None:
         """The user wrote again: the chat is reachable (clear a 403 / not-found mark)."""
-        if chat_id not in self._unreachable:
-            # Another replica may have set it; the database is the truth.
-            pass
+        # Always ask the database, not only `_unreachable`: another replica may have set it.
         async with self._tx() as conn:
             cleared = await store.clear_unreachable(conn, chat_id)
         self._unreachable.discard(chat_id)
