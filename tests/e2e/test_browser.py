@@ -15,22 +15,11 @@ from typing import Any
 import pytest
 
 from tests.support.agent_stub import agent_process
+from tests.support.browser import ARTIFACTS, chromium_page
 from tests.support.servers import ROOT, ServerProcess, free_port, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 MESSAGING = ROOT / ".venv" / "bin" / "messaging"
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail("REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip(
-        "/usr/bin/chromium is not installed (apt-get install -y chromium); browser test skipped"
-    )
 
 
 def _children(pid: int) -> list[int]:
@@ -112,30 +101,8 @@ def agent() -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def browser_page() -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.set_default_timeout(20_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(timeout_ms=20_000) as page:
+        yield page
 
 
 def test_chat_page_through_messaging_dev(

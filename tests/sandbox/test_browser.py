@@ -3,31 +3,18 @@ thread) answers with an inline keyboard, the user presses the button and sees th
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.client import SandboxControl
 from tests.sandbox.conftest import Bot
-from tests.support.servers import ROOT, ServerProcess
+from tests.support.browser import ARTIFACTS, chromium_page
+from tests.support.servers import ServerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail("REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip(
-        "/usr/bin/chromium is not installed (apt-get install -y chromium); browser test skipped"
-    )
 
 
 class EchoBot:
@@ -74,29 +61,8 @@ class EchoBot:
 
 @pytest.fixture
 def browser_page(sandbox_server: ServerProcess) -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.set_default_timeout(10_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(timeout_ms=10_000) as page:
+        yield page
 
 
 def test_chat_page_round_trip(
