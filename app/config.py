@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
 
     # --- webhook / admin -----------------------------------------------------------------------
+    UPDATE_MODE: Literal["webhook", "polling"] = "webhook"
     WEBHOOK_URL: str | None = None
     ADMIN_TOKEN: str | None = None
 

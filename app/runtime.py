@@ -31,6 +31,7 @@ from app.keyboards import SqlCallbackStore
 from app.logger import get_logger
 from app.metrics import Metrics
 from app.pipeline import Pipeline
+from app.poller import Poller
 from app.storage_retry import RetryQueue
 from app.telegram_client import TelegramClient
 from app.user_client import UserServiceClient
@@ -137,7 +138,10 @@ class Gateway:
             self.dispatcher.start()
             self._loop(self._flush_loop, "retry-flusher")
         self._loop(self._housekeeping_loop, "housekeeping")
-        if s.WEBHOOK_URL:
+        if s.UPDATE_MODE == "polling":
+            poller = Poller(self.telegram, self.inbox, on_commit=self._after_commit)
+            self._loop(poller.run, "poller")
+        elif s.WEBHOOK_URL:
             self._loop(self._register_webhook, "set-webhook")
         self.started = True
         log.info(
@@ -146,6 +150,7 @@ class Gateway:
                 "owner": self.owner,
                 "database": self.engine.dialect.name,
                 "processing": s.PROCESSING_ENABLED,
+                "updates": s.UPDATE_MODE,
                 "agent": "configured" if s.AGENT_SERVICE_BASE else "built-in fallback",
             },
         )
