@@ -207,9 +207,10 @@ class Gateway:
                 self.metrics.inbox_pending.set(counts.get("pending", 0))
                 if loop.time() - last_prune > 600:
                     pruned = await self.inbox.prune(retention)
+                    jobs = await self.delivery.prune(retention)
                     last_prune = loop.time()
-                    if pruned:
-                        log.info("pruned old inbox rows", extra={"count": pruned})
+                    if pruned or jobs:
+                        log.info("pruned old rows", extra={"inbox": pruned, "delivery_jobs": jobs})
             except Exception as exc:
                 log.error("inbox housekeeping failed", extra={"error": repr(exc)})
             await asyncio.sleep(10)

@@ -335,6 +335,11 @@ class Delivery:
         if cleared:
             log.info("chat reachable again", extra={"chat_id": chat_id})
 
+    async def prune(self, older_than_seconds: float) -> int:
+        """Forget delivered jobs older than the retention (parked and failed ones are kept)."""
+        async with self._tx() as conn:
+            return await store.prune_finished(conn, time.time() - older_than_seconds)
+
     async def list_parked(self, limit: int = 200) -> list[dict[str, Any]]:
         """Parts that were not delivered (parked after retries, or failed permanently)."""
         async with self.engine.connect() as conn:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -590,3 +590,25 @@ async def fail_hook(
             lease_expires_at=None,
         )
     )
+
+
+async def prune_finished(conn: AsyncConnection, older_than: float) -> int:
+    """Delete delivered jobs (and their parts) finished before `older_than` (epoch seconds).
+
+    Only `recorded` and `skipped` jobs go: parked and failed ones stay for an operator, and
+    `sent` ones still owe their history hook. Returns the number of jobs deleted.
+    """
+    old_jobs = (
+        select(delivery_jobs.c.id)
+        .where(
+            delivery_jobs.c.state.in_(("recorded", "skipped")),
+            delivery_jobs.c.finished_at < older_than,
+        )
+        .limit(5000)
+    )
+    ids = [int(i) for i in (await conn.execute(old_jobs)).scalars()]
+    if not ids:
+        return 0
+    await conn.execute(delete(delivery_parts).where(delivery_parts.c.job_id.in_(ids)))
+    await conn.execute(delete(delivery_jobs).where(delivery_jobs.c.id.in_(ids)))
+    return len(ids)
