@@ -292,7 +292,7 @@ class Pipeline:
 
     async def _exists(self, user_id: str, message_id: int, chat_id: int) -> bool:
         return await self.users.interaction_exists_by_telegram_message_id(
-            user_id, message_id, chat_id=chat_id
+            user_id, message_id, chat_id=chat_id, direction="in"
         )
 
     @staticmethod

@@ -65,10 +65,17 @@ class FakeUsers:
         return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
 
     async def interaction_exists_by_telegram_message_id(
-        self, user_id: str, message_id: int, chat_id: int | None = None
+        self,
+        user_id: str,
+        message_id: int,
+        chat_id: int | None = None,
+        direction: str | None = None,
     ) -> bool:
         return any(
-            r["user_id"] == user_id and r["telegram_message_id"] == message_id for r in self.rows
+            r["user_id"] == user_id
+            and r["telegram_message_id"] == message_id
+            and r.get("direction") in (None, direction)
+            for r in self.rows
         )
 
 
