@@ -165,8 +165,13 @@ class Gateway:
         self.started = False
         if self.batcher is not None:
             await self.batcher.stop()
+        deadline = asyncio.get_running_loop().time() + grace
         await self.dispatcher.stop(grace)
-        await self.delivery.stop(grace)
+        # Replies the last updates produced go out within what is left of the grace period.
+        left = deadline - asyncio.get_running_loop().time()
+        if not await self.delivery.drain(left):
+            log.warning("replies left in the outbox for the next start")
+        await self.delivery.stop(max(1.0, deadline - asyncio.get_running_loop().time()))
         for task in self._loops:
             task.cancel()
         for task in self._loops:

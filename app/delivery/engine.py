@@ -183,6 +183,9 @@ class Delivery:
         self._recent_429: deque[tuple[float, int]] = deque()
         self._unreachable: set[int] = set()
         self._job_events: dict[str, asyncio.Event] = {}
+        # Jobs this process enqueued that are not finished yet (what `drain` waits for).
+        self._local_jobs: set[str] = set()
+        self._drained = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -208,6 +211,22 @@ class Delivery:
             self._unreachable = await store.unreachable_chats(conn)
         self._loop_task = asyncio.create_task(self._run(), name="delivery-scheduler")
         log.info("delivery started", extra={"owner": self.owner})
+
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
+        """Keep sending until every job this process enqueued is finished, or `timeout`.
+
+        Graceful shutdown calls this after the workers stopped: replies produced during the
+        grace period go out now instead of waiting in the outbox for the next start. True when
+        nothing of ours is left.
+        """
+        if not self._local_jobs:
+            return True
+        self._drained.clear()
+        if not self._local_jobs:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout=max(timeout, 0.0))
+        return not self._local_jobs
 
     async def stop(self, grace: float) -> None:
         """Stop taking parts; let in-flight sends (and their commits) finish within `grace`."""
@@ -281,6 +300,7 @@ class Delivery:
             self._job_changed(job_key)
             return
         self.metrics.queued.inc(len(specs))
+        self._local_jobs.add(job_key)
         await self._adopt([chat_id])
 
     async def wait(
@@ -861,6 +881,9 @@ class Delivery:
         task.add_done_callback(self._tasks.discard)
 
     def _job_changed(self, job_key: str) -> None:
+        self._local_jobs.discard(job_key)
+        if not self._local_jobs:
+            self._drained.set()
         event = self._job_events.get(job_key)
         if event is not None:
             event.set()

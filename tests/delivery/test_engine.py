@@ -279,3 +279,26 @@ async def test_group_paced_at_20_per_minute(standin: StandIn, make_delivery: Fac
         assert (await d.wait(f"g{n}", timeout=15)).delivered
     assert standin.texts(-100) == [f"group {n}" for n in range(5)]
     assert standin.pacing_429s() == 0
+
+
+async def test_drain_sends_what_this_process_enqueued(
+    standin: StandIn, make_delivery: Factory
+) -> None:
+    """Graceful shutdown: replies enqueued at the last moment still go out before stop."""
+    d = await make_delivery()
+    assert await d.drain(1.0)  # nothing enqueued: drained at once
+    for c in (501, 502, 503):
+        await d.enqueue(f"late:{c}", c, f"bye {c}")
+    assert await d.drain(10.0)
+    await d.stop(1.0)
+    assert [standin.texts(c) for c in (501, 502, 503)] == [["bye 501"], ["bye 502"], ["bye 503"]]
+
+
+async def test_drain_gives_up_at_its_deadline(standin: StandIn, make_delivery: Factory) -> None:
+    d = await make_delivery()
+    for n in range(8):  # one private chat at ~1 message/s: several seconds of work
+        await d.enqueue(f"many:{n}", 777, f"part {n}")
+    started = time.monotonic()
+    assert not await d.drain(0.5)
+    assert time.monotonic() - started < 3
+    assert 0 < len(standin.texts(777)) < 8
