@@ -13,12 +13,38 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, load_settings_or_exit
 from app.logger import configure_logging
 from app.routes import admin, health
 from app.routes.webhook import make_webhook_endpoint
 from app.runtime import Gateway
+
+WEBHOOK_PATH = "/webhook/telegram"
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with Telegram's webhook POSTs sent straight to their endpoint.
+
+    The webhook is the one route under load, and it needs none of the middleware stack: its
+    endpoint answers every input itself (403/413/400/200/503) and never raises for bad input.
+    Skipping the stack and the route matching is worth ~10% of throughput (bench/webhook_ingest).
+    """
+
+    webhook_asgi: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.webhook_asgi is not None
+            and scope["type"] == "http"
+            and scope["path"] == WEBHOOK_PATH
+            and scope["method"] == "POST"
+        ):
+            await self.webhook_asgi(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gateway.uninstall_defaults()
             await gateway.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Telegram messaging gateway",
         version="0.1.0",
         lifespan=lifespan,
@@ -64,17 +90,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.state.settings = settings
 
-    app.add_route(
-        "/webhook/telegram",
-        make_webhook_endpoint(
-            secret=settings.WEBHOOK_SECRET_TOKEN,
-            max_body=settings.MAX_BODY_BYTES,
-            batcher=lambda: gateway.batcher if gateway.started else None,
-            metrics=gateway.metrics,
-        ),
-        methods=["POST"],
-        include_in_schema=False,
+    webhook = make_webhook_endpoint(
+        secret=settings.WEBHOOK_SECRET_TOKEN,
+        max_body=settings.MAX_BODY_BYTES,
+        batcher=lambda: gateway.batcher if gateway.started else None,
+        metrics=gateway.metrics,
     )
+    # Registered as a route too (405 for other methods, listed with the app's routes), but
+    # POSTs are served by the fast path in `GatewayApp.__call__`.
+    app.add_route(WEBHOOK_PATH, webhook, methods=["POST"], include_in_schema=False)
+    app.webhook_asgi = request_response(webhook)
     app.include_router(health.make_router(lambda: gateway))
     require_admin = admin.make_admin_guard(settings.ADMIN_TOKEN)
     app.include_router(admin.make_router(lambda: gateway, require_admin))
