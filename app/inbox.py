@@ -43,7 +43,6 @@ _INSERT_POSTGRES = (
     " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
     " AS t(u, c, k, p, n) ORDER BY n ON CONFLICT (update_id) DO NOTHING"
 )
-FINISHED = (DONE, DEAD, IGNORED)
 
 
 @dataclass(frozen=True, slots=True)

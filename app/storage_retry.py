@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.backoff import backoff_delay
 from app.db import is_sqlite, now
 from app.logger import get_logger
 from app.metrics import Metrics
@@ -137,8 +137,8 @@ class RetryQueue:
             return bool(result.rowcount)
 
     async def _postpone(self, row_id: int, attempts: int, exc: BaseException) -> None:
-        delay = min(MAX_BACKOFF, self.base_delay * 2 ** min(attempts, 20))
-        delay *= random.uniform(0.8, 1.2)
+        # One step ahead of the failure count: the first retry of a row waits 2 x base.
+        delay = backoff_delay(attempts + 1, self.base_delay, MAX_BACKOFF, jitter=(0.8, 1.2))
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(storage_retry)

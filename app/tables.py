@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
 
-from app.db import metadata
-
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
-BigIntId = BigInteger().with_variant(Integer, "sqlite")
+from app.db import BigIntId, metadata
 
 inbox = Table(
     "inbox",

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable
 
-from app.inbox import DEAD, DONE, Inbox, InboxItem
+from app.backoff import backoff_delay
+from app.inbox import DEAD, Inbox, InboxItem
 from app.logger import bind_correlation, get_logger
 from app.metrics import Metrics
 from app.pipeline import Outcome, is_outage
@@ -179,8 +179,4 @@ class Dispatcher:
         )
 
     def _backoff(self, n: int) -> float:
-        delay = min(self.max_delay, self.base_delay * 2 ** min(n - 1, 30))
-        return float(delay * random.uniform(0.75, 1.25))
-
-
-__all__ = ["DONE", "Dispatcher"]
+        return backoff_delay(n, self.base_delay, self.max_delay, jitter=(0.75, 1.25))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,7 @@ from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.backoff import backoff_delay
 from app.config import Settings
 from app.db import is_sqlite
 from app.delivery import store
@@ -735,8 +735,7 @@ class Delivery:
         s = self.settings
         attempts = part.attempts + 1
         first = part.first_attempt_at or started
-        delay = min(s.RETRY_MAX_DELAY, s.RETRY_BASE_DELAY * (2 ** (attempts - 1)))
-        delay *= random.uniform(0.5, 1.0)  # jitter: replicas and chats do not retry in step
+        delay = backoff_delay(attempts, s.RETRY_BASE_DELAY, s.RETRY_MAX_DELAY, jitter=(0.5, 1.0))
         next_at = time.time() + delay
         if attempts >= s.SEND_MAX_ATTEMPTS or next_at - first > s.SEND_MAX_SECONDS:
             log.error(
@@ -815,7 +814,7 @@ class Delivery:
         except Exception as exc:
             attempts = data["hook_attempts"] + 1
             s = self.settings
-            delay = min(s.RETRY_MAX_DELAY, s.RETRY_BASE_DELAY * 2 ** (attempts - 1))
+            delay = backoff_delay(attempts, s.RETRY_BASE_DELAY, s.RETRY_MAX_DELAY)
             log.warning(
                 "on_delivered hook failed; will retry",
                 extra={"job_key": job.job_key, "attempt": attempts, "error": repr(exc)[:200]},

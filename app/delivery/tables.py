@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
 
-from app.db import metadata
-
-BigIntId = BigInteger().with_variant(Integer, "sqlite")
+from app.db import BigIntId, metadata
 
 delivery_jobs = Table(
     "delivery_jobs",
