@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from sandbox.botapi import BotApi
 from sandbox.config import SandboxConfig
 from sandbox.control import build_router
+from sandbox.security import OriginGuard
 from sandbox.spec import load_spec
 from sandbox.state import Sandbox
 from sandbox.webhook import run_webhook_worker
@@ -38,9 +40,13 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+            sandbox.files.close()
 
     app = FastAPI(title="Telegram sandbox", lifespan=lifespan, docs_url="/sandbox/docs")
     app.state.sandbox = sandbox
+    app.add_middleware(
+        OriginGuard, allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins
+    )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -50,6 +56,22 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         "/bot{token}/{method}", api.endpoint, methods=["GET", "POST"], include_in_schema=False
     )
     app.include_router(build_router(sandbox))
+
+    @app.get("/file/bot{token}/{file_path:path}", include_in_schema=False)
+    async def download(token: str, file_path: str) -> Any:
+        """File content by the file_path getFile gave, as api.telegram.org serves it."""
+        if not secrets.compare_digest(token.encode(), sandbox.config.bot_token.encode()):
+            return JSONResponse(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
+            )
+        stored = sandbox.files.by_path.get(file_path)
+        if stored is None or stored.file_size > sandbox.config.max_download_size:
+            return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
+        headers = {"Content-Length": str(stored.file_size)}
+        media_type = stored.mime_type or "application/octet-stream"
+        return StreamingResponse(
+            sandbox.files.chunks(stored), media_type=media_type, headers=headers
+        )
 
     @app.websocket("/sandbox/events")
     async def events(ws: WebSocket) -> None:

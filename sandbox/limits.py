@@ -51,19 +51,34 @@ class FloodControl:
         return b
 
     def acquire(self, chat_id: int | None) -> float:
-        """Take a token from every bucket that applies; return 0, or the wait in seconds."""
+        """A new message: take a token from every bucket that applies; return 0, or the wait."""
         s, now = self.settings, self.clock()
-        buckets: list[Bucket] = []
-        if s.global_rate > 0:
-            buckets.append(self._bucket("bot", s.global_rate, s.global_burst, now))
-        if chat_id is not None and s.per_chat_rate > 0:
-            buckets.append(self._bucket(f"chat:{chat_id}", s.per_chat_rate, s.per_chat_burst, now))
-        if chat_id is not None and chat_id < 0 and s.group_rate_per_minute > 0:
-            buckets.append(
-                self._bucket(f"group:{chat_id}", s.group_rate_per_minute / 60, s.group_burst, now)
+        specs: list[tuple[str, float, float]] = [("bot", s.global_rate, s.global_burst)]
+        if chat_id is not None:
+            specs.append((f"chat:{chat_id}", s.per_chat_rate, s.per_chat_burst))
+            if chat_id < 0:
+                specs.append((f"group:{chat_id}", s.group_rate_per_minute / 60, s.group_burst))
+        return self._take(specs, now)
+
+    def acquire_edit(self, chat_id: int) -> float:
+        """An edit (text or markup): edits have their own, stricter buckets in groups."""
+        s, now = self.settings, self.clock()
+        specs = [(f"edit:{chat_id}", s.edit_per_chat_rate, s.edit_per_chat_burst)]
+        if chat_id < 0:
+            specs.append(
+                (f"edit-group:{chat_id}", s.edit_group_rate_per_minute / 60, s.edit_group_burst)
             )
+        return self._take(specs, now)
+
+    def acquire_draft(self, chat_id: int) -> float:
+        """A draft update (sendMessageDraft); unlimited unless ``draft_rate`` is set."""
+        s = self.settings
+        return self._take([(f"draft:{chat_id}", s.draft_rate, s.draft_burst)], self.clock())
+
+    def _take(self, specs: list[tuple[str, float, float]], now: float) -> float:
+        buckets = [self._bucket(key, rate, burst, now) for key, rate, burst in specs if rate > 0]
         wait = max((b.wait_time() for b in buckets), default=0.0)
-        if wait > s.tolerance:
+        if wait > self.settings.tolerance:
             return wait
         for b in buckets:
             b.tokens -= 1

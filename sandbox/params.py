@@ -2,7 +2,9 @@
 form-urlencoded and multipart bodies (query and body are merged, body wins).
 
 Multipart is parsed with the standard library's ``email`` package so that the sandbox needs
-no extra dependency; uploaded files are reduced to a small descriptor (the sandbox keeps no bytes).
+no extra dependency; an uploaded file becomes ``{"upload": filename, "size", "mime_type",
+"content": bytes}``, whose bytes the Bot API endpoint moves into the file store before the call
+is recorded.
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
         data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
-            out[name] = {"upload": filename, "size": len(data)}
+            out[name] = {
+                "upload": filename,
+                "size": len(data),
+                "mime_type": part.get_content_type(),
+                "content": data,
+            }
         else:
             out[name] = data.decode(part.get_content_charset() or "utf-8", "replace")
     return out

@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from sandbox import spec_additions
 from sandbox.errors import ApiError, bad_request
 
 PRIMITIVES = {"Integer", "Float", "Boolean", "String", "InputFile", "True"}
@@ -67,7 +68,7 @@ def _type_spec(raw: dict[str, Any]) -> TypeSpec:
 @cache
 def load_spec() -> Spec:
     text = resources.files("sandbox").joinpath("data/bot-api-spec.json").read_text("utf-8")
-    raw = json.loads(text)
+    raw = spec_additions.apply(json.loads(text))
     return Spec(
         version=raw["version"],
         methods={k: _type_spec(v) for k, v in raw["methods"].items()},

@@ -8,15 +8,25 @@ Everything lives in one asyncio loop, so plain data structures are enough; the o
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import itertools
 import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.config import SandboxConfig
+from sandbox.drafts import Drafts
+from sandbox.files import FileStore
 from sandbox.limits import FloodControl
+
+if TYPE_CHECKING:
+    from sandbox.business import BusinessConnection
+
+# Telegram's default when allowed_updates is not given: every kind except these three.
+OPT_IN_KINDS = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+SECRET_PARAMS = frozenset({"secret_token"})
 
 
 @dataclass
@@ -42,7 +52,7 @@ class User:
 @dataclass
 class Chat:
     id: int
-    type: str  # "private" or "group"
+    type: str  # "private", "group" or "supergroup"
     title: str | None = None
     user: User | None = None
     members: list[int] = field(default_factory=list)
@@ -50,6 +60,10 @@ class Chat:
     next_message_id: int = 1
     typing_until: float = 0.0
     chat_instance: str = field(default_factory=lambda: str(random.randint(10**18, 9 * 10**18)))
+    username: str | None = None  # public supergroups
+    business_connection_id: str | None = None  # a business owner's chat with a customer
+    # message_id -> every version of a bot message (the original first), for edit history
+    history: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_api(self) -> dict[str, Any]:
         """The ``chat`` object as it appears inside a Message."""
@@ -59,7 +73,10 @@ class Chat:
             }
             out["type"] = "private"
             return out
-        return {"id": self.id, "title": self.title or "Group", "type": self.type}
+        out = {"id": self.id, "title": self.title or "Group", "type": self.type}
+        if self.username:
+            out["username"] = self.username
+        return out
 
     def take_message_id(self) -> int:
         mid = self.next_message_id
@@ -67,8 +84,12 @@ class Chat:
         return mid
 
     def find(self, message_id: int) -> dict[str, Any] | None:
+        """The message with this id; never one with id 0 (Telegram's ephemeral and scheduled
+        messages share that id, so it identifies nothing)."""
+        if message_id == 0:
+            return None
         for m in self.messages:
-            if m["message_id"] == message_id:
+            if m.get("message_id") == message_id:
                 return m
         return None
 
@@ -88,7 +109,12 @@ class CallRecord:
     fault: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As shown by ``/sandbox/calls``: a webhook secret is masked, never echoed."""
+        out = asdict(self)
+        out["params"] = {
+            k: ("***" if k in SECRET_PARAMS and v else v) for k, v in self.params.items()
+        }
+        return out
 
 
 @dataclass
@@ -106,9 +132,9 @@ class Fault:
     hang_seconds: float = 60.0
 
     def matches(self, method: str) -> bool:
-        return self.method in ("*", method.lower()) and (
-            self.remaining is None or self.remaining > 0
-        )
+        """`method` may be a pattern: ``"*"``, ``"editMessage*"`` (case-insensitive)."""
+        alive = self.remaining is None or self.remaining > 0
+        return alive and fnmatch.fnmatchcase(method.lower(), self.method.lower())
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +145,6 @@ class Webhook:
     url: str = ""
     secret_token: str | None = None
     max_connections: int = 40
-    allowed_updates: list[str] | None = None
     last_error_date: int | None = None
     last_error_message: str | None = None
 
@@ -149,6 +174,7 @@ class Sandbox:
         self.config = config
         self.events = EventBus()
         self.flood = FloodControl(config.limits.model_copy())
+        self.files = FileStore(config.state_dir)
         self.next_update_id = config.first_update_id
         self.updates_changed = asyncio.Event()
         self.reset()
@@ -169,6 +195,13 @@ class Sandbox:
         self.ids = itertools.count(1)
         self.user_ids = itertools.count(1_000_001)
         self.group_ids = itertools.count(1001)
+        self.drafts = Drafts(self.config.draft_ttl)
+        self.business: dict[str, BusinessConnection] = {}
+        # (scope as JSON, language_code) -> commands, as setMyCommands stored them
+        self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.allowed_updates: list[str] | None = None
+        self.filtered: list[dict[str, Any]] = []  # updates not delivered (allowed_updates)
+        self.files.reset()
         self.flood.configure(self.config.limits.model_copy())
         self.wake()
         self.events.publish({"type": "reset"})
@@ -190,9 +223,21 @@ class Sandbox:
         self.events.publish({"type": "user", "user": user.to_control()})
         return user
 
-    def add_group(self, title: str, members: list[int], chat_id: int | None = None) -> Chat:
-        gid = chat_id if chat_id is not None else -next(self.group_ids)
-        chat = Chat(id=gid, type="group", title=title, members=members)
+    def add_group(
+        self,
+        title: str,
+        members: list[int],
+        chat_id: int | None = None,
+        *,
+        kind: str = "group",
+        username: str | None = None,
+    ) -> Chat:
+        """A group (ids -1001, -1002, ...) or supergroup (ids -100xxxxxxxxxx, as Telegram's)."""
+        if chat_id is None:
+            n = next(self.group_ids)
+            chat_id = -(10**12 + n) if kind == "supergroup" else -n
+        chat = Chat(id=chat_id, type=kind, title=title, members=list(members), username=username)
+        gid = chat_id
         self.chats[gid] = chat
         self.events.publish({"type": "chat", "chat": self.chat_summary(chat)})
         return chat
@@ -205,6 +250,9 @@ class Sandbox:
             "typing": chat.typing(),
             "message_count": len(chat.messages),
             "blocked": bool(chat.user and chat.user.blocked),
+            "members": list(chat.members),
+            "username": chat.username,
+            "business_connection_id": chat.business_connection_id,
         }
 
     def bot_user(self) -> dict[str, Any]:
@@ -234,8 +282,21 @@ class Sandbox:
         )
 
     # updates ----------------------------------------------------------------------------
-    def enqueue(self, update: dict[str, Any], *, raw: bool = False) -> dict[str, Any]:
-        """Queue an update for the webhook worker or getUpdates (in order)."""
+    def wants(self, kind: str) -> bool:
+        """Whether the bot subscribed to this update kind (``allowed_updates``)."""
+        if not self.allowed_updates:
+            return kind not in OPT_IN_KINDS
+        return kind in self.allowed_updates
+
+    def enqueue(
+        self, update: dict[str, Any], *, raw: bool = False, filtered: bool | None = None
+    ) -> dict[str, Any]:
+        """Queue an update for the webhook worker or getUpdates (in order).
+
+        Generated updates of a kind the bot did not subscribe to are not delivered (Telegram
+        never creates them); they are kept in ``self.filtered``. Raw updates are delivered as
+        given unless `filtered` asks for the same treatment.
+        """
         if raw:
             uid = update.get("update_id")
             if isinstance(uid, int) and uid >= self.next_update_id:
@@ -243,6 +304,10 @@ class Sandbox:
         else:
             update = {"update_id": self.next_update_id, **update}
             self.next_update_id += 1
+        kind = next((k for k in update if k != "update_id"), "")
+        if (not raw if filtered is None else filtered) and not self.wants(kind):
+            self.filtered.append(update)
+            return update
         self.pending.append(update)
         self.wake()
         return update
