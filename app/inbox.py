@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import is_sqlite, now
+from app.db import is_sqlite, now, write, write_gate
 from app.tables import inbox
 
 PENDING, DONE, DEAD, IGNORED = "pending", "done", "dead", "ignored"
@@ -92,7 +92,11 @@ class Inbox:
         if not updates:
             return
         t = now()
-        async with self.engine.connect() as conn:
+        gate = write_gate(self.engine)
+        async with contextlib.AsyncExitStack() as stack:
+            if gate is not None:
+                await stack.enter_async_context(gate.hold())
+            conn = await stack.enter_async_context(self.engine.connect())
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             if self._sqlite:
@@ -137,7 +141,7 @@ class Inbox:
             .limit(limit)
         )
         claimed: list[InboxItem] = []
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             seqs = list((await conn.execute(candidates)).scalars())
             for seq in seqs:
                 result = await conn.execute(
@@ -176,7 +180,7 @@ class Inbox:
         """Extend this process's leases (called periodically while work is in flight)."""
         if not seqs:
             return
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 update(inbox)
                 .where(inbox.c.seq.in_(list(seqs)), inbox.c.lease_owner == self.owner)
@@ -184,7 +188,7 @@ class Inbox:
             )
 
     async def save_progress(self, seq: int, progress: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 update(inbox)
                 .where(self._mine(seq))
@@ -201,7 +205,7 @@ class Inbox:
         }
         if note is not None:
             values["last_error"] = note[:2000]
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(update(inbox).where(self._mine(seq)).values(**values))
 
     async def retry_later(self, seq: int, delay: float, error: str, *, count: bool) -> None:
@@ -214,14 +218,14 @@ class Inbox:
         }
         if count:
             values["attempts"] = inbox.c.attempts + 1
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(update(inbox).where(self._mine(seq)).values(**values))
 
     async def release(self, seqs: Sequence[int]) -> None:
         """Drop leases without counting an attempt (graceful shutdown: resume at next start)."""
         if not seqs:
             return
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 update(inbox)
                 .where(inbox.c.seq.in_(list(seqs)), inbox.c.lease_owner == self.owner)
@@ -242,7 +246,7 @@ class Inbox:
 
     async def requeue(self, update_id: int) -> bool:
         """Give a dead update a fresh set of attempts (admin action)."""
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             result = await conn.execute(
                 update(inbox)
                 .where(inbox.c.update_id == update_id, inbox.c.state == DEAD)
@@ -257,7 +261,7 @@ class Inbox:
 
     async def prune(self, older_than_seconds: float) -> int:
         """Forget finished updates older than the retention (dead ones are kept for humans)."""
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             result = await conn.execute(
                 delete(inbox).where(
                     inbox.c.state.in_((DONE, IGNORED)),

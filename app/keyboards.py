@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import now
+from app.db import now, write
 from app.logger import get_logger
 from app.tables import callback_data
 
@@ -81,7 +81,7 @@ class SqlCallbackStore:
         values = {"key": key, "data": data, "created_at": now()}
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(callback_data).values(**values).on_conflict_do_nothing()
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(stmt)
         return key
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from app.agent_client import AgentClient
 from app.inbox import DONE, IGNORED, Inbox, InboxItem
@@ -128,6 +128,9 @@ class Pipeline:
             await self.answer_callback(parsed.get("callback_query_id"))
             progress["cb_answered"] = True
 
+        # An earlier run got past the user step: it may have written the inbound row before it
+        # died (or before its write timed out), so that row must be looked for, not rewritten.
+        resumed = "user" in progress
         user = progress.get("user")
         if user is None:
             user = await self.resolve_user(parsed)
@@ -144,22 +147,24 @@ class Pipeline:
         message_id = parsed.get("message_id") if kind == "message" else None
 
         if not progress.get("in_logged"):
-            if message_id is not None and item.attempts == 0 and not progress.get("dedupe_checked"):
-                # The second dedupe layer: covers a gateway that lost its own database.
-                if await self._exists(user_id, message_id, chat_id):
-                    return Outcome(DONE, "duplicate: already in the history")
-                progress["dedupe_checked"] = True
-            await self.log_or_queue(
-                {
-                    "user_id": user_id,
-                    "message_text": text,
-                    "direction": "in",
-                    "telegram_message_id": message_id,
-                    "metadata": self.metadata(parsed),
-                    "chat_id": chat_id,
-                },
-                dedupe_key=f"in:{item.update_id}",
+            found = await self.recorded_inbound(
+                user_id, item.update_id, message_id, chat_id, resumed=resumed
             )
+            if found == "other":
+                # The second dedupe layer: covers a gateway that lost its own database.
+                return Outcome(DONE, "duplicate: already in the history")
+            if found is None:
+                await self.log_or_queue(
+                    {
+                        "user_id": user_id,
+                        "message_text": text,
+                        "direction": "in",
+                        "telegram_message_id": message_id,
+                        "metadata": self.metadata(parsed),
+                        "chat_id": chat_id,
+                    },
+                    dedupe_key=f"in:{item.update_id}",
+                )
             progress["in_logged"] = True
             await self.inbox.save_progress(item.seq, progress)
 
@@ -290,10 +295,38 @@ class Pipeline:
             )
             await self.retry_queue.enqueue(payload, dedupe_key=dedupe_key)
 
-    async def _exists(self, user_id: str, message_id: int, chat_id: int) -> bool:
-        return await self.users.interaction_exists_by_telegram_message_id(
-            user_id, message_id, chat_id=chat_id, direction="in"
+    async def recorded_inbound(
+        self,
+        user_id: str,
+        update_id: int,
+        message_id: int | None,
+        chat_id: int,
+        *,
+        resumed: bool,
+    ) -> Literal["own", "other"] | None:
+        """Is this message already in the history, and by whose write?
+
+        "own": the row an earlier run of this very update wrote (only possible when `resumed`:
+        the write comes after the user step is saved), so the write is done and the update goes
+        on to its answer. "other": the message was recorded by someone else (a gateway that lost
+        its database, a replay under another update): a duplicate, not answered again. None:
+        not recorded yet. Messages without an id (button presses, edits) can only be found by
+        their update id, so they are looked for only on a resumed run.
+        """
+        if message_id is None and not resumed:
+            return None
+        rows = await self.users.find_interactions(
+            user_id,
+            telegram_message_id=message_id,
+            chat_id=chat_id,
+            direction="in",
+            limit=50 if message_id is not None else 20,
         )
+        if resumed and any(_is_row_of(r, update_id) for r in rows):
+            return "own"
+        if message_id is None or not rows:
+            return None
+        return "other"
 
     @staticmethod
     def metadata(parsed: dict[str, Any]) -> dict[str, Any]:
@@ -323,4 +356,15 @@ class Pipeline:
             "metadata": metadata,
             "chat_id": history.get("chat_id"),
         }
+        if getattr(job, "maybe_done", False) and message_ids:
+            # An earlier run of this hook died or failed after its write, perhaps: look first.
+            rows = await self.users.find_interactions(
+                str(history["user_id"]),
+                telegram_message_id=message_ids[-1],
+                chat_id=history.get("chat_id"),
+                direction="out",
+            )
+            if rows:
+                log.info("outbound history row already written", extra={"job_key": job.job_key})
+                return
         await self.log_or_queue(payload, dedupe_key=f"out:{job.job_key}")

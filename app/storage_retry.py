@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.backoff import backoff_delay
-from app.db import is_sqlite, now
+from app.db import is_sqlite, now, write
 from app.logger import get_logger
 from app.metrics import Metrics
 from app.tables import storage_retry
@@ -47,6 +47,16 @@ class InteractionWriter(Protocol):
         metadata: dict[str, Any] | None = None,
         chat_id: int | None = None,
     ) -> dict[str, Any]: ...
+
+    async def find_interactions(
+        self,
+        user_id: str,
+        *,
+        telegram_message_id: int | None = None,
+        chat_id: int | None = None,
+        direction: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]: ...
 
 
 class RetryQueue:
@@ -72,7 +82,7 @@ class RetryQueue:
 
     async def enqueue(self, payload: dict[str, Any], dedupe_key: str | None = None) -> None:
         """Store one history write for later; the same `dedupe_key` is only ever queued once."""
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 self._insert,
                 {
@@ -110,7 +120,8 @@ class RetryQueue:
                     continue
                 payload = json.loads(row.payload)
                 try:
-                    await self.writer.log_interaction(**payload)
+                    if not await self._already_stored(payload):
+                        await self.writer.log_interaction(**payload)
                 except Exception as exc:
                     retryable = bool(getattr(exc, "retryable", True))
                     await self._postpone(row.id, row.attempts + 1, exc)
@@ -119,7 +130,7 @@ class RetryQueue:
                         # The service is unreachable or failing: the rest would fail too.
                         break
                     continue
-                async with self.engine.begin() as conn:
+                async with write(self.engine) as conn:
                     await conn.execute(delete(storage_retry).where(storage_retry.c.id == row.id))
                 sent += 1
                 self._count("flushed")
@@ -127,8 +138,34 @@ class RetryQueue:
                 log.info("history writes replayed from the retry queue", extra={"count": sent})
             return sent
 
+    async def _already_stored(self, payload: dict[str, Any]) -> bool:
+        """Whether the row is in the history already, so a replay must not write it again.
+
+        A queued write may have reached the service after all (its answer timed out), and a
+        flusher that dies between the write and deleting the row replays it at the next start:
+        a User Service without a unique key would then keep two copies. Matched by message id
+        when there is one, else by the update id the row's metadata carries.
+        """
+        metadata = payload.get("metadata")
+        update_id = metadata.get("update_id") if isinstance(metadata, dict) else None
+        message_id = payload.get("telegram_message_id")
+        if message_id is None and update_id is None:
+            return False
+        rows = await self.writer.find_interactions(
+            str(payload["user_id"]),
+            telegram_message_id=message_id,
+            chat_id=payload.get("chat_id"),
+            direction=payload.get("direction"),
+        )
+        if message_id is not None:
+            return bool(rows)
+        return any(
+            isinstance(r.get("metadata"), dict) and r["metadata"].get("update_id") == update_id
+            for r in rows
+        )
+
     async def _claim(self, row_id: int, seen_at: float) -> bool:
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             result = await conn.execute(
                 update(storage_retry)
                 .where(storage_retry.c.id == row_id, storage_retry.c.next_attempt_at <= seen_at)
@@ -139,7 +176,7 @@ class RetryQueue:
     async def _postpone(self, row_id: int, attempts: int, exc: BaseException) -> None:
         # One step ahead of the failure count: the first retry of a row waits 2 x base.
         delay = backoff_delay(attempts + 1, self.base_delay, MAX_BACKOFF, jitter=(0.8, 1.2))
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 update(storage_retry)
                 .where(storage_retry.c.id == row_id)
@@ -167,7 +204,7 @@ class RetryQueue:
         """An operator asked for a flush: do not make them wait for back-off timers."""
         # Only rows waiting out a back-off after a failure; a row that was never tried may be
         # claimed by a flusher right now and must keep its claim.
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(
                 update(storage_retry)
                 .where(storage_retry.c.attempts > 0, storage_retry.c.next_attempt_at > now())

@@ -254,6 +254,44 @@ class UserServiceClient:
             )
         return rows
 
+    async def find_interactions(
+        self,
+        user_id: str,
+        *,
+        telegram_message_id: int | None = None,
+        chat_id: int | None = None,
+        direction: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The user's recent history rows that match, newest first (checked here, not trusted).
+
+        Asks the service to filter, then checks the rows itself: a service that ignores the
+        filter returns its latest rows, which must not count as a match. Message ids are only
+        unique within a chat, so `chat_id` narrows the match when given and present in the rows.
+        An unknown user (404) has no history.
+        """
+        try:
+            rows = await self.get_interactions(
+                user_id, limit=limit, telegram_message_id=telegram_message_id, chat_id=chat_id
+            )
+        except UserServiceError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        matches = []
+        for row in rows:
+            if telegram_message_id is not None and row.get("telegram_message_id") != (
+                telegram_message_id
+            ):
+                continue
+            row_chat = row.get("chat_id")
+            if chat_id is not None and row_chat is not None and row_chat != chat_id:
+                continue
+            if direction is not None and row.get("direction") not in (None, direction):
+                continue
+            matches.append(row)
+        return matches
+
     async def interaction_exists_by_telegram_message_id(
         self,
         user_id: str,
@@ -261,31 +299,11 @@ class UserServiceClient:
         chat_id: int | None = None,
         direction: str | None = None,
     ) -> bool:
-        """Whether a history row for this message is already stored (dedupe of a replay).
-
-        Asks the service to filter, then checks the rows itself: a service that ignores the
-        filter returns its latest rows, which must not count as a match. Message ids are only
-        unique within a chat, so `chat_id` narrows the match when given and present in the rows.
-        An unknown user (404) has no history: False.
-        """
-        try:
-            rows = await self.get_interactions(
-                user_id, limit=50, telegram_message_id=telegram_message_id, chat_id=chat_id
-            )
-        except UserServiceError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        for row in rows:
-            if row.get("telegram_message_id") != telegram_message_id:
-                continue
-            row_chat = row.get("chat_id")
-            if chat_id is not None and row_chat is not None and row_chat != chat_id:
-                continue
-            if direction is not None and row.get("direction") not in (None, direction):
-                continue
-            return True
-        return False
+        """Whether a history row for this message is already stored (dedupe of a replay)."""
+        rows = await self.find_interactions(
+            user_id, telegram_message_id=telegram_message_id, chat_id=chat_id, direction=direction
+        )
+        return bool(rows)
 
 
 # --- the original module-level API ----------------------------------------------------------

@@ -10,7 +10,7 @@ How it works (docs/delivery.md has the full story):
 - For the chats it holds (a bounded set, refilled in batches, oldest work first), the scheduler
   keeps only the *head* part in memory. It round-robins over chats whose head is ready: per-chat
   bucket (1/s, burst 3), group bucket (20/min), flood wait, retry back-off. Each dispatch then
-  awaits the global limiter (aiolimiter, 30/s). One send per chat is in flight at a time, so a
+  awaits the bot-wide pacer (30/s, evenly spaced). One send per chat is in flight at a time, so a
   part never overtakes an earlier one of the same chat.
 - A result is committed right after Telegram answers: sent (message_id), retry later (5xx,
   timeout: exponential back-off with jitter), park (retries exhausted: the part and the rest of
@@ -32,17 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
-from aiolimiter import AsyncLimiter
 from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.backoff import backoff_delay
 from app.config import Settings
-from app.db import is_sqlite
+from app.db import write
 from app.delivery import store
 from app.delivery.metrics import DeliveryMetrics
-from app.delivery.pacing import TokenBucket
+from app.delivery.pacing import Pacer, TokenBucket
 from app.delivery.split import plan_parts
 from app.delivery.store import PartRow
 from app.logger import get_logger
@@ -55,6 +54,8 @@ MAX_ACTIVE_CHATS = 1000
 MAX_IN_FLIGHT = 64
 # Two different chats answered 429 within this window: the bot as a whole is flooding.
 GLOBAL_FLOOD_WINDOW = 1.0
+# Sends the bot-wide pacer lets go back to back after an idle moment (then 1/rate apart).
+GLOBAL_BURST = 3
 # Never send when our lease on the chat expires sooner than this (renewal may have stalled).
 LEASE_SAFETY = 2.0
 
@@ -82,6 +83,8 @@ class DeliveredJob:
     texts: list[str]
     history: dict[str, Any] | None
     sent_at: float
+    #: An earlier run of the hook may have done its work before it died or failed: look first.
+    maybe_done: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,13 +169,10 @@ class Delivery:
         self.max_active_chats = max_active_chats
         self.max_in_flight = max_in_flight
         s = settings
-        # Telegram's "about 30 per second", as a leaky bucket holding a third of a second's
-        # worth. We pace at the full rate but never spend Telegram's whole burst allowance: its
-        # bucket keeps a reserve, so requests that arrive bunched up (network and event-loop
-        # jitter) still find tokens there. Spending the whole burst runs at the bucket's edge,
-        # where 50 ms of jitter is a 429.
-        burst = max(1.0, s.RATE_GLOBAL_PER_SECOND / 3)
-        self._global = AsyncLimiter(burst, burst / s.RATE_GLOBAL_PER_SECOND)
+        # Telegram's "about 30 per second", evenly spaced with a burst of a few: Telegram's own
+        # allowance for bunched requests stays unspent, so network and event-loop jitter never
+        # push us over its edge (a third of a second's worth at once drew 429s from stand-ins).
+        self._global = Pacer(s.RATE_GLOBAL_PER_SECOND, burst=GLOBAL_BURST)
         self._chats: dict[int, _Chat] = {}
         self._ready: deque[int] = deque()
         self._timers: list[_Timer] = []
@@ -194,7 +194,7 @@ class Delivery:
         self._last_refill = 0.0
         self._last_renew = 0.0
         self._last_hooks = 0.0
-        self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+        self._hooks_running: set[int] = set()
         # Waiters read the database through a narrow gate: hundreds of them must not take the
         # connection pool away from the senders (which stalls sending for seconds).
         self._wait_reads = asyncio.Semaphore(2)
@@ -656,11 +656,16 @@ class Delivery:
             return await self._transient(part, started, exc.__class__.__name__, "network")
         except Exception as exc:
             return await self._telegram_error(chat, part, started, exc)
+        # Telegram has the message now. Until the commit below, a crash sends it again on
+        # restart (the Bot API has no idempotency key), so nothing else happens in between and
+        # the write goes ahead of every other waiting writer.
+        answered = time.perf_counter()
         result = envelope.get("result")
         message_id = result.get("message_id") if isinstance(result, dict) else None
         final = "sent" if self.on_delivered is not None else "recorded"
-        async with self._tx() as conn:
+        async with self._tx(urgent=True) as conn:
             recorded, complete = await store.mark_sent(conn, part, message_id, final)
+        self.metrics.record_seconds.observe(time.perf_counter() - answered)
         if not recorded:
             log.warning("part was already recorded by another process", extra={"part_id": part.id})
         self.metrics.sent.inc()
@@ -790,14 +795,31 @@ class Delivery:
         async with self.engine.connect() as conn:
             ids = await store.due_hooks(conn, 50)
         for job_id in ids:
-            self._spawn(self._run_hook(job_id))
+            if job_id not in self._hooks_running:
+                self._spawn(self._run_hook(job_id))
+
+    @property
+    def _hook_lease(self) -> float:
+        """Long enough for a hook's calls (a lookup and a write) to time out inside it."""
+        s = self.settings
+        return s.LEASE_SECONDS + 3 * s.REQUEST_TIMEOUT
 
     async def _run_hook(self, job_id: int) -> None:
-        hook = self.on_delivered
-        if hook is None:
+        """Run `on_delivered` for a job once, whichever process or sweep gets to it first."""
+        if self.on_delivered is None or job_id in self._hooks_running:
             return
+        self._hooks_running.add(job_id)
+        try:
+            await self._hook_once(job_id, self.on_delivered)
+        finally:
+            self._hooks_running.discard(job_id)
+
+    async def _hook_once(
+        self, job_id: int, hook: Callable[[DeliveredJob], Awaitable[None]]
+    ) -> None:
+        lease = self._hook_lease
         async with self._tx() as conn:
-            data = await store.claim_hook(conn, job_id, self.owner, self.settings.LEASE_SECONDS)
+            data = await store.claim_hook(conn, job_id, self.owner, lease)
         if data is None:
             return
         job = DeliveredJob(
@@ -808,9 +830,12 @@ class Delivery:
             texts=data["texts"],
             history=data["history"],
             sent_at=data["sent_at"],
+            maybe_done=data["maybe_done"],
         )
         try:
-            await hook(job)
+            # Never outlive the lease: past it, another process may run the same hook.
+            async with asyncio.timeout(lease - self.settings.LEASE_SECONDS / 2):
+                await hook(job)
         except Exception as exc:
             attempts = data["hook_attempts"] + 1
             s = self.settings
@@ -856,14 +881,11 @@ class Delivery:
     # --- helpers ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction. On SQLite, writers queue here instead of in SQLite's busy
-        handler, whose sleeps (up to 100 ms per retry) would cut the send rate by half."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
+    async def _tx(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction through the database's write gate (`app.db.write`): on SQLite
+        writers queue there instead of in SQLite's busy handler, whose sleeps (up to 100 ms per
+        retry) would cut the send rate by half and widen the re-send window after a crash."""
+        async with write(self.engine, urgent=urgent) as conn:
             yield conn
 
     def _spawn(self, coro: Awaitable[None]) -> None:

@@ -284,27 +284,30 @@ async def heads(conn: AsyncConnection, chat_ids: list[int]) -> dict[int, PartRow
 async def mark_sent(
     conn: AsyncConnection, part: PartRow, message_id: int | None, final_state: str
 ) -> tuple[bool, bool]:
-    """Record a delivered part; (recorded now, job complete). Only a pending part is updated."""
+    """Record a delivered part; (recorded now, job complete). Only a pending part is updated.
+
+    Two statements, no read in between: this runs in the window where a crash would re-send
+    the message, so it is kept as short as the database allows.
+    """
+    t = now()
     res = await conn.execute(
         update(delivery_parts)
         .where(delivery_parts.c.id == part.id, delivery_parts.c.state == "pending")
-        .values(state="sent", message_id=message_id, sent_at=now(), last_error=None)
+        .values(state="sent", message_id=message_id, sent_at=t, last_error=None)
     )
     if res.rowcount != 1:
         return False, False
-    left = await conn.execute(
-        select(func.count())
-        .select_from(delivery_parts)
+    unsent = (
+        select(delivery_parts.c.id)
         .where(delivery_parts.c.job_id == part.job_id, delivery_parts.c.state != "sent")
+        .exists()
     )
-    if left.scalar_one() == 0:
-        await conn.execute(
-            update(delivery_jobs)
-            .where(delivery_jobs.c.id == part.job_id, delivery_jobs.c.state == "pending")
-            .values(state=final_state, finished_at=now(), last_error=None)
-        )
-        return True, True
-    return True, False
+    done = await conn.execute(
+        update(delivery_jobs)
+        .where(delivery_jobs.c.id == part.job_id, delivery_jobs.c.state == "pending", ~unsent)
+        .values(state=final_state, finished_at=t, last_error=None)
+    )
+    return True, done.rowcount == 1
 
 
 async def schedule_retry(
@@ -531,18 +534,30 @@ async def due_hooks(conn: AsyncConnection, limit: int) -> list[int]:
 async def claim_hook(
     conn: AsyncConnection, job_id: int, owner: str, lease: float
 ) -> dict[str, Any] | None:
-    """Lease a `sent` job for its hook; the job's data, or None if another process has it."""
+    """Lease a `sent` job for its hook; the job's data, or None if someone holds it already.
+
+    Only a free or expired lease can be taken, by anyone, this process included: a second
+    claim while a hook runs (the periodic sweep finding a job whose hook was just started) must
+    fail, or the history row is written twice. `maybe_done` in the result says that an earlier
+    run may have written the row before it died or failed (its lease expired, or it failed
+    after the write), so the hook must look before it writes.
+    """
     t = now()
+    before = (
+        await conn.execute(
+            select(delivery_jobs.c.lease_owner, delivery_jobs.c.hook_attempts).where(
+                delivery_jobs.c.id == job_id
+            )
+        )
+    ).first()
+    if before is None:
+        return None
     res = await conn.execute(
         update(delivery_jobs)
         .where(
             delivery_jobs.c.id == job_id,
             delivery_jobs.c.state == "sent",
-            or_(
-                delivery_jobs.c.lease_owner.is_(None),
-                delivery_jobs.c.lease_expires_at < t,
-                delivery_jobs.c.lease_owner == owner,
-            ),
+            or_(delivery_jobs.c.lease_owner.is_(None), delivery_jobs.c.lease_expires_at < t),
         )
         .values(lease_owner=owner, lease_expires_at=t + lease)
     )
@@ -565,6 +580,7 @@ async def claim_hook(
         "texts": [str(p.text) for p in prows],
         "sent_at": max((float(p.sent_at) for p in prows if p.sent_at is not None), default=now()),
         "hook_attempts": int(job.hook_attempts),
+        "maybe_done": before.lease_owner is not None or int(before.hook_attempts) > 0,
     }
 
 

@@ -64,6 +64,24 @@ class FakeUsers:
     async def get_interactions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
         return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
 
+    async def find_interactions(
+        self,
+        user_id: str,
+        *,
+        telegram_message_id: int | None = None,
+        chat_id: int | None = None,
+        direction: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in reversed(self.rows)
+            if r["user_id"] == user_id
+            and (telegram_message_id is None or r.get("telegram_message_id") == telegram_message_id)
+            and (chat_id is None or r.get("chat_id") in (None, chat_id))
+            and (direction is None or r.get("direction") in (None, direction))
+        ][:limit]
+
     async def interaction_exists_by_telegram_message_id(
         self,
         user_id: str,
@@ -282,3 +300,84 @@ async def test_agent_context_is_earlier_history_oldest_first(env: Env) -> None:
     assert sent[0]["history"] == []  # the message being answered is not its own context
     assert [h["text"] for h in sent[1]["history"]] == ["first", "ok"]
     assert sent[1]["text"] == "second"
+
+
+class Killed(BaseException):
+    """A kill -9 at a chosen point: nothing after it runs, nothing is cleaned up."""
+
+
+async def _run_killed_after_inbound_write(env: Env, update: dict[str, Any]) -> InboxItem:
+    """Process `update` and die right after its inbound row is written, before the step is
+    saved; then hand the update back as an expired lease would. Returns the re-claimed item."""
+    from app.ingest import classify
+
+    row = classify(update)
+    assert row is not None
+    await env.inbox.add_many([NewUpdate(row.update_id, row.chat_key, row.kind, json.dumps(update))])
+    [item] = await env.inbox.claim(10)
+    real_save = env.inbox.save_progress
+
+    async def save_then_die(seq: int, progress: dict[str, Any]) -> None:
+        if progress.get("in_logged"):
+            raise Killed
+        await real_save(seq, progress)
+
+    env.inbox.save_progress = save_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await env.pipeline.process(item)
+    env.inbox.save_progress = real_save  # type: ignore[method-assign]
+    await env.inbox.release([item.seq])  # the dead worker's lease runs out
+    [again] = await env.inbox.claim(10)
+    assert again.update_id == item.update_id and again.attempts == 0
+    return again
+
+
+async def test_kill_after_inbound_write_still_answers_once(env: Env) -> None:
+    """Bug 1 of the chaos run: the resumed update found its own inbound row, took it for a
+    duplicate and was never answered."""
+    again = await _run_killed_after_inbound_write(env, text_update(70, "answer me", message_id=7))
+    outcome = await env.pipeline.process(again)
+    assert outcome.state == DONE and outcome.note is None
+    assert [r["message_text"] for r in env.users.rows] == ["answer me"]  # written once
+    [job] = env.delivery.jobs
+    assert job["job_key"] == "reply:70" and "answer me" in job["text"]
+
+
+async def test_kill_after_inbound_write_of_a_button_press_writes_once(env: Env) -> None:
+    """A press has no message id to dedupe by: the resumed run finds its row by update id."""
+    [sample] = [s["update"] for s in SAMPLES if s["kind"] == "callback_query"][:1]
+    again = await _run_killed_after_inbound_write(env, sample)
+    outcome = await env.pipeline.process(again)
+    assert outcome.state == DONE
+    assert len(env.users.rows) == 1
+    assert len(env.delivery.jobs) == 1
+
+
+async def test_a_row_written_by_another_gateway_is_still_a_duplicate(env: Env) -> None:
+    """Same update id, but this run never got past the user step: someone else wrote it."""
+    env.users.users[42] = {"id": "u42"}
+    env.users.rows.append(
+        {
+            "user_id": "u42",
+            "telegram_message_id": 12,
+            "direction": "in",
+            "chat_id": 42,
+            "metadata": {"update_id": 71},
+        }
+    )
+    state, _ = await env.run(text_update(71, "seen before", message_id=12))
+    assert state == DONE
+    assert env.delivery.jobs == [] and len(env.users.rows) == 1
+
+
+async def test_outbound_hook_rerun_does_not_write_twice(env: Env) -> None:
+    from app.delivery import DeliveredJob
+
+    history = {"user_id": "u42", "chat_id": 42, "message_text": "hi", "metadata": {}}
+    job = DeliveredJob(1, "reply:9", 42, [501], ["hi"], history, 0.0)
+    await env.pipeline.on_delivered(job)
+    assert len(env.users.rows) == 1
+    # The process died after the write, before the job was marked recorded: the hook runs again.
+    rerun = DeliveredJob(1, "reply:9", 42, [501], ["hi"], history, 0.0, maybe_done=True)
+    await env.pipeline.on_delivered(rerun)
+    assert len(env.users.rows) == 1

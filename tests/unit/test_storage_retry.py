@@ -31,6 +31,25 @@ class Writer:
         self.written.append(payload)
         return payload
 
+    async def find_interactions(
+        self,
+        user_id: str,
+        *,
+        telegram_message_id: int | None = None,
+        chat_id: int | None = None,
+        direction: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        if self.error is not None:
+            raise self.error
+        return [
+            r
+            for r in reversed(self.written)
+            if r["user_id"] == user_id
+            and (telegram_message_id is None or r.get("telegram_message_id") == telegram_message_id)
+            and (direction is None or r.get("direction") == direction)
+        ][:limit]
+
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
@@ -116,3 +135,24 @@ async def test_original_module_functions(engine: AsyncEngine) -> None:
         storage_retry.set_default(None)
     with pytest.raises(RuntimeError):
         await storage_retry.flush_retries()
+
+
+async def test_replay_of_a_write_that_reached_the_service_is_skipped(engine: AsyncEngine) -> None:
+    """A queued write whose answer timed out may be stored already; a flusher killed between
+    the write and the delete replays it at the next start. Neither may store it twice."""
+    writer = Writer()
+    queue = RetryQueue(engine, writer)
+    await queue.enqueue(payload(5), dedupe_key="in:5")
+    writer.written.append(payload(5))  # it did reach the service
+    out = {
+        "user_id": "u1",
+        "message_text": "reply",
+        "direction": "out",
+        "telegram_message_id": None,
+        "metadata": {"update_id": 77},
+    }
+    await queue.enqueue(out, dedupe_key="out:77")
+    writer.written.append(out)
+    assert await queue.flush() == 2  # both settled...
+    assert len(writer.written) == 2  # ...without a second copy
+    assert await queue.size() == 0
