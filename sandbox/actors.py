@@ -90,6 +90,9 @@ def build_message(
     sandbox: Sandbox, user: User, chat: Chat, body: MessageIn, **extra: Any
 ) -> dict[str, Any]:
     """The Message object for what `user` sends to `chat` (not yet stored or delivered)."""
+    if not (body.media or body.photo or body.sticker is not None or body.text):
+        raise HTTPException(422, "give text, photo, media or sticker")
+    reply = None if body.reply_to_message_id is None else _reply(chat, body.reply_to_message_id)
     if user.blocked:  # writing to the bot again is what "Restart" does
         user.blocked = False
     msg: dict[str, Any] = {
@@ -99,8 +102,8 @@ def build_message(
         "date": int(time.time()),
         **extra,
     }
-    if body.reply_to_message_id is not None:
-        msg["reply_to_message"] = _reply(chat, body.reply_to_message_id)
+    if reply is not None:
+        msg["reply_to_message"] = reply
     text = _content(sandbox, msg, body)
     if text is not None and body.mention_bot:
         text = f"@{sandbox.config.bot_username} {text}"

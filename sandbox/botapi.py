@@ -212,6 +212,15 @@ class BotApi:
             raise errors.too_many_requests(wait)
 
     def base_message(self, chat: Chat, params: dict[str, Any]) -> dict[str, Any]:
+        """The bot's new message; checks come first, so a refused send uses no message id."""
+        reply = None
+        reply_to = _reply_target(params)
+        if reply_to is not None:
+            target = chat.find(reply_to)
+            if target is not None:
+                reply = {k: v for k, v in target.items() if k != "reply_to_message"}
+            elif not _allow_without_reply(params):
+                raise bad_request("message to be replied not found")
         msg: dict[str, Any] = {
             "message_id": chat.take_message_id(),
             "from": self.sandbox.bot_user(),
@@ -226,15 +235,8 @@ class BotApi:
             msg["business_connection_id"] = chat.business_connection_id
         if isinstance(params.get("message_thread_id"), int):
             msg["message_thread_id"] = params["message_thread_id"]
-        reply_to = _reply_target(params)
-        if reply_to is not None:
-            target = chat.find(reply_to)
-            if target is not None:
-                msg["reply_to_message"] = {
-                    k: v for k, v in target.items() if k != "reply_to_message"
-                }
-            elif not _allow_without_reply(params):
-                raise bad_request("message to be replied not found")
+        if reply is not None:
+            msg["reply_to_message"] = reply
         return msg
 
     def finish(self, chat: Chat, msg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ deadline, never a blind sleep.
 
 from __future__ import annotations
 
+import base64
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, cast
 
@@ -85,26 +87,122 @@ class SandboxControl:
     def unblock(self, user_id: int) -> JSON:
         return cast(JSON, self._req("POST", f"/users/{user_id}/unblock"))
 
-    def create_group(self, title: str, members: list[int], id: int | None = None) -> JSON:
-        body = {"title": title, "members": members, "id": id}
+    def create_group(
+        self,
+        title: str,
+        members: list[int],
+        id: int | None = None,
+        *,
+        type: str = "group",
+        username: str | None = None,
+    ) -> JSON:
+        """A group (or ``type="supergroup"``, ids -100...) with these simulated users."""
+        body = {"title": title, "members": members, "id": id, "type": type, "username": username}
         return cast(JSON, self._req("POST", "/groups", json=body))
 
     # what users do ------------------------------------------------------------------------
-    def send_text(self, user_id: int, text: str, *, chat_id: int | None = None) -> JSON:
-        """The user writes `text`; returns ``{"message", "update"}``."""
-        body = {"text": text, "chat_id": chat_id}
+    def send_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        reply_to: int | None = None,
+        mention_bot: bool = False,
+        message_id: int | None = None,
+    ) -> JSON:
+        """The user writes `text` (in `chat_id`, a group, if given); returns
+        ``{"message", "update"}``. `reply_to`: a message id in that chat (e.g. the bot's);
+        `mention_bot`: prefix ``@<bot username>`` (a ``mention`` entity); `message_id`: force
+        an id (0 = Telegram's ephemeral messages)."""
+        body = {"text": text, "chat_id": chat_id, "reply_to_message_id": reply_to,
+                "mention_bot": mention_bot, "message_id": message_id}  # fmt: skip
         return cast(JSON, self._req("POST", f"/users/{user_id}/messages", json=body))
 
-    def send_command(self, user_id: int, command: str, args: str | None = None) -> JSON:
-        body = {"command": command, "args": args}
+    def send_group_message(
+        self,
+        user_id: int,
+        chat_id: int,
+        text: str,
+        *,
+        mention: bool = False,
+        reply_to: int | None = None,
+    ) -> JSON:
+        """A member writes in a group: optionally addressing the bot (@mention) or replying."""
+        return self.send_text(
+            user_id, text, chat_id=chat_id, reply_to=reply_to, mention_bot=mention
+        )
+
+    def send_command(
+        self,
+        user_id: int,
+        command: str,
+        args: str | None = None,
+        *,
+        chat_id: int | None = None,
+        bot_username: bool = False,
+    ) -> JSON:
+        """``/command args``; `bot_username` makes it ``/command@botname`` (groups)."""
+        body = {"command": command, "args": args, "chat_id": chat_id, "bot_username": bot_username}
         return cast(JSON, self._req("POST", f"/users/{user_id}/commands", json=body))
 
-    def send_photo(self, user_id: int, caption: str | None = None) -> JSON:
-        body = {"photo": True, "caption": caption}
+    def send_photo(
+        self, user_id: int, caption: str | None = None, *, chat_id: int | None = None
+    ) -> JSON:
+        body = {"photo": True, "caption": caption, "chat_id": chat_id}
+        return cast(JSON, self._req("POST", f"/users/{user_id}/messages", json=body))
+
+    def send_file(
+        self,
+        user_id: int,
+        kind: str = "document",
+        content: bytes | None = None,
+        *,
+        size: int | None = None,
+        caption: str | None = None,
+        chat_id: int | None = None,
+        **fields: Any,
+    ) -> JSON:
+        """The user sends a file of `kind` (photo, document, video, voice, audio, video_note,
+        animation) with `content` (downloadable through getFile), or only a declared `size`
+        (e.g. 25 MB, to see getFile's "file is too big"). `fields`: file_name, mime_type,
+        width, height, duration, length."""
+        body = {"media": media_item(kind, content, size=size, **fields),
+                "caption": caption, "chat_id": chat_id}  # fmt: skip
         return cast(JSON, self._req("POST", f"/users/{user_id}/messages", json=body))
 
     def send_sticker(self, user_id: int, emoji: str = "😀") -> JSON:
         return cast(JSON, self._req("POST", f"/users/{user_id}/messages", json={"sticker": emoji}))
+
+    def send_burst(
+        self,
+        user_id: int,
+        messages: list[str | JSON],
+        *,
+        spacing: float = 0.0,
+        chat_id: int | None = None,
+    ) -> list[JSON]:
+        """Several messages in a row, `spacing` seconds apart; one update each."""
+        body = {"messages": messages, "spacing": spacing, "chat_id": chat_id}
+        return cast(list[JSON], self._req("POST", f"/users/{user_id}/burst", json=body))
+
+    def send_album(
+        self,
+        user_id: int,
+        items: int | list[JSON] = 3,
+        *,
+        caption: str | None = None,
+        order: list[int] | None = None,
+        spacing: float = 0.0,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """An album (2-10 items sharing a media_group_id; an int = that many photos; items
+        from `media_item`), delivered as separate updates in `order` (indexes), `spacing`
+        seconds apart. Returns ``{"media_group_id", "messages", "updates"}``."""
+        parts = [media_item("photo") for _ in range(items)] if isinstance(items, int) else items
+        body = {"items": parts, "caption": caption, "order": order, "spacing": spacing,
+                "chat_id": chat_id}  # fmt: skip
+        return cast(JSON, self._req("POST", f"/users/{user_id}/album", json=body))
 
     def press_button(
         self, user_id: int, message_id: int, data: str, *, chat_id: int | None = None
@@ -113,9 +211,57 @@ class SandboxControl:
         body = {"message_id": message_id, "data": data, "chat_id": chat_id}
         return cast(JSON, self._req("POST", f"/users/{user_id}/callback", json=body))
 
-    def deliver_raw(self, update: JSON) -> JSON:
+    def stop_draft(
+        self,
+        chat_id: int,
+        draft_id: int,
+        *,
+        message_thread_id: int | None = None,
+        force: bool = False,
+    ) -> JSON:
+        """Press Telegram's stop button on the bot's draft: a ``stopped_message_generation``
+        update. Refused (409) for a draft sent without ``can_stop`` unless `force`."""
+        body = {"message_thread_id": message_thread_id, "force": force}
+        return cast(JSON, self._req("POST", f"/chats/{chat_id}/drafts/{draft_id}/stop", json=body))
+
+    def deliver_raw(self, update: JSON, *, apply_allowed_updates: bool = False) -> JSON:
         """Queue `update` exactly as given (deliver twice to test duplicate handling)."""
-        return cast(JSON, self._req("POST", "/updates", json=update))
+        params = {"apply_allowed_updates": "true"} if apply_allowed_updates else {}
+        return cast(JSON, self._req("POST", "/updates", json=update, params=params))
+
+    # business ---------------------------------------------------------------------------
+    def connect_business(
+        self,
+        owner_id: int,
+        *,
+        id: str | None = None,
+        can_reply: bool = True,
+        is_enabled: bool = True,
+    ) -> JSON:
+        """Connect simulated user `owner_id`'s business account to the bot (a
+        ``business_connection`` update); returns ``{"connection", "update"}``."""
+        body = {"user_id": owner_id, "id": id, "can_reply": can_reply, "is_enabled": is_enabled}
+        return cast(JSON, self._req("POST", "/business", json=body))
+
+    def send_business_message(
+        self,
+        connection_id: str,
+        from_user_id: int,
+        text: str | None = None,
+        *,
+        chat_id: int | None = None,
+        **message: Any,
+    ) -> JSON:
+        """A customer writes to the business account (a ``business_message`` update); when
+        `from_user_id` is the owner, `chat_id` names the customer. `message`: any other
+        message field (media=media_item(...), caption, reply_to_message_id)."""
+        body = {"from_user_id": from_user_id, "text": text, "chat_id": chat_id, **message}
+        path = f"/business/{connection_id}/messages"
+        return cast(JSON, self._req("POST", path, json=body))
+
+    def business_messages(self, connection_id: str, customer_id: int) -> list[JSON]:
+        path = f"/business/{connection_id}/chats/{customer_id}/messages"
+        return cast(list[JSON], self._req("GET", path))
 
     # reading back -----------------------------------------------------------------------
     def messages(self, chat_id: int) -> list[JSON]:
@@ -126,6 +272,35 @@ class SandboxControl:
 
     def chat(self, chat_id: int) -> JSON:
         return cast(JSON, self._req("GET", f"/chats/{chat_id}"))
+
+    def message_history(self, chat_id: int, message_id: int) -> JSON:
+        """``{"message", "versions", "edits"}``: every version of a (bot) message, oldest first."""
+        return cast(JSON, self._req("GET", f"/chats/{chat_id}/messages/{message_id}/history"))
+
+    def drafts(self, chat_id: int) -> list[JSON]:
+        """The chat's drafts (active and ended), each with every text it showed (`versions`)."""
+        return cast(list[JSON], self._req("GET", f"/chats/{chat_id}/drafts"))
+
+    def commands(self) -> list[JSON]:
+        """What setMyCommands stored: ``[{"scope", "language_code", "commands"}]``."""
+        return cast(list[JSON], self._req("GET", "/commands"))
+
+    def files(self) -> list[JSON]:
+        return cast(list[JSON], self._req("GET", "/files"))
+
+    def download(self, file_id: str) -> bytes:
+        """The file's content as a bot gets it: getFile, then ``/file/bot<token>/<path>``."""
+        info = self.http.get(self.bot_api_url("getFile"), params={"file_id": file_id}).json()
+        if not info.get("ok"):
+            raise ValueError(f"getFile: {info.get('description')}")
+        url = f"{self.base_url}/file/bot{self.token}/{info['result']['file_path']}"
+        response = self.http.get(url)
+        response.raise_for_status()
+        return response.content
+
+    def filtered_updates(self) -> list[JSON]:
+        """Updates not delivered because the bot's allowed_updates excluded their kind."""
+        return cast(list[JSON], self._req("GET", "/updates/filtered"))
 
     def calls(self, method: str | None = None, status: int | None = None) -> list[JSON]:
         params = {k: v for k, v in {"method": method, "status": status}.items() if v is not None}
@@ -175,6 +350,11 @@ class SandboxControl:
         }
         return cast(JSON, self._req("POST", "/faults", json=payload))
 
+    def flood_edits(self, count: int | None = None, retry_after: int = 5) -> JSON:
+        """A 429 storm on edits: the next `count` (None = all, until cleared) editMessage*
+        calls answer ``429 retry after <retry_after>``."""
+        return self.inject_fault("editMessage*", kind="flood", count=count, retry_after=retry_after)
+
     def clear_faults(self) -> None:
         self._req("DELETE", "/faults")
 
@@ -200,6 +380,23 @@ class SandboxControl:
             f"bot sent {len(found)} of {count} messages to chat {chat_id} within {timeout}s"
         )
 
+    def wait_for_drafts(
+        self,
+        chat_id: int,
+        until: Callable[[list[JSON]], bool] = bool,
+        timeout: float = 10.0,
+        interval: float = 0.05,
+    ) -> list[JSON]:
+        """Poll the chat's drafts until `until(drafts)` holds (default: there is one)."""
+        deadline = time.monotonic() + timeout
+        found: list[JSON] = []
+        while time.monotonic() < deadline:
+            found = self.drafts(chat_id)
+            if until(found):
+                return found
+            time.sleep(interval)
+        raise TimeoutError(f"drafts of chat {chat_id} not as expected within {timeout}s: {found}")
+
     def wait_for_calls(
         self, method: str, count: int = 1, timeout: float = 10.0, interval: float = 0.05
     ) -> list[JSON]:
@@ -212,3 +409,15 @@ class SandboxControl:
                 return found
             time.sleep(interval)
         raise TimeoutError(f"{len(found)} of {count} {method} calls within {timeout}s")
+
+
+def media_item(
+    kind: str = "photo", content: bytes | None = None, *, size: int | None = None, **fields: Any
+) -> JSON:
+    """One file for `send_file`, `send_album` or a business message: `content` bytes, or a
+    declared `size` only, or neither (stand-in bytes); `fields` such as file_name, mime_type,
+    width, height, duration, length."""
+    item: JSON = {"kind": kind, "size": size, **fields}
+    if content is not None:
+        item["content_b64"] = base64.b64encode(content).decode()
+    return item

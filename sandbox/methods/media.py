@@ -40,8 +40,8 @@ def _media_handler(kind: str) -> Handler:
         caption, entities = parsed_text(params.get("caption") or "", params, "caption_entities")
         if utf16_len(caption) > 1024:
             raise bad_request("message caption is too long")
-        api.flood_check(chat)
         spec, reuse = _spec(api, kind, params[kind], params)
+        api.flood_check(chat)
         msg = api.base_message(chat, params)
         msg[kind] = build(api.sandbox.files, spec, reuse)
         if caption and kind not in ("sticker", "video_note"):

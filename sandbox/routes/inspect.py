@@ -25,6 +25,7 @@ def build_router(sandbox: Sandbox) -> APIRouter:
                 "secret_set": bool(sandbox.webhook.secret_token),
             },
             "allowed_updates": sandbox.allowed_updates,
+            "draft_ttl": sandbox.config.draft_ttl,
             "pending_updates": len(sandbox.pending),
         }
 

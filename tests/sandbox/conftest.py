@@ -22,7 +22,10 @@ def sandbox_server() -> Iterator[ServerProcess]:
     # Flood limits are lifted for the suite; the limit tests set their own with PUT /limits.
     relaxed = {"limits__per_chat_rate": 1000, "limits__per_chat_burst": 1000,
                "limits__global_rate": 1000, "limits__global_burst": 1000,
-               "limits__group_rate_per_minute": 60000, "limits__group_burst": 1000}  # fmt: skip
+               "limits__group_rate_per_minute": 60000, "limits__group_burst": 1000,
+               "limits__edit_per_chat_rate": 1000, "limits__edit_per_chat_burst": 1000,
+               "limits__edit_group_rate_per_minute": 60000,
+               "limits__edit_group_burst": 1000}  # fmt: skip
     with sandbox_process(
         webhook_retry_delays="0.05,0.1,0.2", webhook_timeout=2, **relaxed
     ) as server:
