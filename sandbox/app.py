@@ -59,40 +59,11 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     @app.get("/file/bot{token}/{file_path:path}", include_in_schema=False)
     async def download(token: str, file_path: str) -> Any:
-        """File content by the file_path getFile gave, as api.telegram.org serves it."""
-        if not secrets.compare_digest(token.encode(), sandbox.config.bot_token.encode()):
-            return JSONResponse(
-                {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
-            )
-        stored = sandbox.files.by_path.get(file_path)
-        if stored is None or stored.file_size > sandbox.config.max_download_size:
-            return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
-        headers = {"Content-Length": str(stored.file_size)}
-        media_type = stored.mime_type or "application/octet-stream"
-        return StreamingResponse(
-            sandbox.files.chunks(stored), media_type=media_type, headers=headers
-        )
+        return _download(sandbox, token, file_path)
 
     @app.websocket("/sandbox/events")
     async def events(ws: WebSocket) -> None:
-        """Live transcript changes for the page; closes cleanly on server shutdown."""
-        await ws.accept()
-        queue = sandbox.events.subscribe()
-        reader = asyncio.create_task(_drain(ws))
-        try:
-            await ws.send_json({"type": "hello", "bot": sandbox.bot_user()})
-            while not reader.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                await ws.send_json(getter.result())
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            sandbox.events.unsubscribe(queue)
-            reader.cancel()
+        await _stream_events(sandbox, ws)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -115,3 +86,37 @@ async def _drain(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+
+
+def _download(sandbox: Sandbox, token: str, file_path: str) -> Any:
+    """File content by the file_path getFile gave, as api.telegram.org serves it."""
+    if not secrets.compare_digest(token.encode(), sandbox.config.bot_token.encode()):
+        return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, 401)
+    stored = sandbox.files.by_path.get(file_path)
+    if stored is None or stored.file_size > sandbox.config.max_download_size:
+        return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
+    headers = {"Content-Length": str(stored.file_size)}
+    media_type = stored.mime_type or "application/octet-stream"
+    return StreamingResponse(sandbox.files.chunks(stored), media_type=media_type, headers=headers)
+
+
+async def _stream_events(sandbox: Sandbox, ws: WebSocket) -> None:
+    """Live transcript changes for the page; closes cleanly on server shutdown. (The Origin
+    check happened before: OriginGuard refuses the handshake of other sites' pages.)"""
+    await ws.accept()
+    queue = sandbox.events.subscribe()
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        await ws.send_json({"type": "hello", "bot": sandbox.bot_user()})
+        while not reader.done():
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await ws.send_json(getter.result())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sandbox.events.unsubscribe(queue)
+        reader.cancel()

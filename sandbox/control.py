@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sandbox.actors import command_entities, text_entities
-from sandbox.routes import business, chats, faults, inspect, users
+from sandbox.routes import business, calls, chats, faults, inspect, users
 from sandbox.state import Sandbox
 
 __all__ = ["build_router", "command_entities", "text_entities"]
@@ -17,6 +17,6 @@ __all__ = ["build_router", "command_entities", "text_entities"]
 
 def build_router(sandbox: Sandbox) -> APIRouter:
     router = APIRouter(prefix="/sandbox")
-    for area in (inspect, users, chats, business, faults):
+    for area in (inspect, calls, users, chats, business, faults):
         router.include_router(area.build_router(sandbox))
     return router

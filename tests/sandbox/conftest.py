@@ -13,21 +13,15 @@ import httpx
 import pytest
 
 from sandbox.client import SandboxControl
-from tests.support.sandbox import SANDBOX_TOKEN, sandbox_process
+from tests.support.sandbox import RELAXED_LIMITS, SANDBOX_TOKEN, sandbox_process
 from tests.support.servers import ServerProcess
 
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[ServerProcess]:
     # Flood limits are lifted for the suite; the limit tests set their own with PUT /limits.
-    relaxed = {"limits__per_chat_rate": 1000, "limits__per_chat_burst": 1000,
-               "limits__global_rate": 1000, "limits__global_burst": 1000,
-               "limits__group_rate_per_minute": 60000, "limits__group_burst": 1000,
-               "limits__edit_per_chat_rate": 1000, "limits__edit_per_chat_burst": 1000,
-               "limits__edit_group_rate_per_minute": 60000,
-               "limits__edit_group_burst": 1000}  # fmt: skip
     with sandbox_process(
-        webhook_retry_delays="0.05,0.1,0.2", webhook_timeout=2, **relaxed
+        webhook_retry_delays="0.05,0.1,0.2", webhook_timeout=2, **RELAXED_LIMITS
     ) as server:
         yield server
 

@@ -7,6 +7,21 @@ from tests.support.servers import ServerProcess
 
 SANDBOX_TOKEN = DEFAULT_TOKEN
 
+#: Flood limits lifted (sends and edits), for suites that test something else than pacing:
+#: ``sandbox_process(**RELAXED_LIMITS)``; a test that wants limits sets them with set_limits.
+RELAXED_LIMITS: dict[str, object] = {
+    "limits__per_chat_rate": 1000,
+    "limits__per_chat_burst": 1000,
+    "limits__global_rate": 1000,
+    "limits__global_burst": 1000,
+    "limits__group_rate_per_minute": 60000,
+    "limits__group_burst": 1000,
+    "limits__edit_per_chat_rate": 1000,
+    "limits__edit_per_chat_burst": 1000,
+    "limits__edit_group_rate_per_minute": 60000,
+    "limits__edit_group_burst": 1000,
+}
+
 
 def sandbox_process(**env: object) -> ServerProcess:
     """A (not yet started) sandbox; keyword arguments become ``SANDBOX_<NAME>`` variables,
