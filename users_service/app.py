@@ -15,26 +15,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from users_service import api
 from users_service.config import Settings
-from users_service.db import make_engine, make_sessionmaker
+from users_service.db import DATABASE_ERRORS, describe_db_error, make_engine, make_sessionmaker
+from users_service.logs import LOGGER_NAME, configure_logging
 from users_service.migrate import upgrade_to_head
 from users_service.security import ApiKeyMiddleware
 
-log = logging.getLogger("users_service")
+log = logging.getLogger(LOGGER_NAME)
 
 _MAX_ECHOED_INPUT = 200
 
 
-def _configure_logging(level: str) -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(level.upper())
+class DatabaseStartupError(RuntimeError):
+    """The database could not be migrated at start-up; the cause is in the ERROR line before."""
 
 
 def _text(value: object) -> str:
@@ -89,18 +84,25 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 def create_app(settings: Settings) -> FastAPI:
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.secret_values())
     url = settings.async_url
+    safe_url = url.render_as_string(hide_password=True)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(url)
         try:
-            before, after = await upgrade_to_head(engine)
+            try:
+                before, after = await upgrade_to_head(engine)
+            except DATABASE_ERRORS as exc:
+                # One readable line instead of a driver traceback (anything else, a bug in a
+                # migration say, keeps its traceback); the handlers redact it either way.
+                log.error("cannot use the database %s: %s", safe_url, describe_db_error(exc))
+                raise DatabaseStartupError(f"cannot use the database {safe_url}") from None
             log.info(
                 "users service ready: database=%s schema=%s->%s api_key=%s",
-                url.render_as_string(hide_password=True),
+                safe_url,
                 before,
                 after,
                 "required" if api_key else "not configured",
@@ -121,7 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for exc_type in (DBAPIError, PoolTimeoutError, OSError):
+    for exc_type in DATABASE_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
     app.include_router(api.health_router)
     app.include_router(api.router)

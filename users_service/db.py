@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.pool import StaticPool
@@ -18,6 +20,11 @@ from sqlalchemy.pool import StaticPool
 from users_service.config import sqlite_path
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: What a database that is down, unreachable, refusing us or overloaded raises: SQLAlchemy wraps
+#: driver errors in DBAPIError (asyncpg's at connect time too), sockets raise OSError (refused,
+#: unknown host, timeout), an exhausted pool raises its TimeoutError.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeoutError, OSError)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,3 +52,16 @@ def make_engine(url: URL) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """`ErrorClass: first line of the driver's message`, for errors an operator has to act on.
+
+    The driver's own exception (`exc.orig`) says more than SQLAlchemy's wrapper, whose text also
+    quotes the SQL statement. The text may still contain anything a server chose to say, so it
+    goes out only through the redacting log handlers (or `logs.redactor.redact`).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    name = orig.__class__.__name__
+    return f"{name}: {lines[0][:300]}" if lines else name

@@ -1,7 +1,8 @@
 """`uvicorn users_service.main:app` entry point.
 
 `app` is built on first access (module `__getattr__`), so importing this module needs no
-environment and a bad `DATABASE_URL` is reported when the server starts, naming the variable.
+environment and a bad `DATABASE_URL` is reported when the server starts: one line per bad
+variable on stderr, never its value, and exit code 2 (uvicorn lets `SystemExit` through).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from users_service.app import create_app
-from users_service.config import Settings
+from users_service.config import load_settings_or_exit
 
 _app: FastAPI | None = None
 
@@ -19,5 +20,5 @@ def __getattr__(name: str) -> FastAPI:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
-        _app = create_app(Settings())
+        _app = create_app(load_settings_or_exit())
     return _app

@@ -54,14 +54,19 @@ def test_defaults_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "sekrit")
     settings = Settings()
     assert "hunter2" not in repr(settings) and "sekrit" not in repr(settings)
+    assert set(settings.secret_values()) == {"hunter2", "sekrit"}
 
 
-def test_importing_main_needs_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_importing_main_needs_no_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DATABASE_URL", "mysql://nope")  # would fail if the app were built
     sys.modules.pop("users_service.main", None)
     module = importlib.import_module("users_service.main")
-    with pytest.raises(ValidationError):
+    with pytest.raises(SystemExit) as info:
         _ = module.app
+    assert info.value.code == 2
+    assert "DATABASE_URL" in capsys.readouterr().err
     with pytest.raises(AttributeError):
         _ = module.nothing_here
 
