@@ -18,7 +18,15 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from agent_service.backends.base import AgentError, Backend, Delta, Event, Final, UpstreamTimeout
+from agent_service.backends.base import (
+    AgentError,
+    Backend,
+    Delta,
+    Event,
+    Final,
+    Progress,
+    UpstreamTimeout,
+)
 from agent_service.schemas import RespondIn
 
 log = logging.getLogger("agent_service.turns")
@@ -29,7 +37,7 @@ class Failure:
     error: AgentError
 
 
-Item = Event | Failure
+Item = Delta | Final | Failure
 
 
 class Turn:
@@ -56,9 +64,11 @@ class Turn:
         try:
             async with asyncio.timeout(self.timeout) as deadline:
                 async for event in events:
-                    await self.queue.put(event)
                     if self.stream:
                         deadline.reschedule(loop.time() + self.timeout)
+                    if isinstance(event, Progress):
+                        continue
+                    await self.queue.put(event)
                     if isinstance(event, Final):
                         return
             raise AgentError("the backend ended without an answer")

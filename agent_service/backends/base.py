@@ -3,6 +3,8 @@
 A backend's `answer(request, stream=...)` is an async iterator of `Delta` (a piece of the
 reply, only when streaming) ending with one `Final` (the whole reply and its buttons). The
 invariant the SSE layer relies on: `Final.reply` equals the concatenation of the deltas.
+`Progress` says "the model is still producing" without text to show (a tool call arriving
+in fragments): it keeps a streamed turn's deadline from expiring and is never sent.
 Failures are raised as `AgentError` subclasses, each naming the status the caller should see.
 """
 
@@ -26,7 +28,12 @@ class Final:
     actions: list[Any] = field(default_factory=list)
 
 
-Event = Delta | Final
+@dataclass(frozen=True)
+class Progress:
+    pass
+
+
+Event = Delta | Final | Progress
 
 
 class AgentError(Exception):

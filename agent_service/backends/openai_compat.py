@@ -34,6 +34,7 @@ from agent_service.backends.base import (
     Delta,
     Event,
     Final,
+    Progress,
     UpstreamBusy,
     UpstreamFailed,
     UpstreamRefused,
@@ -442,6 +443,8 @@ class OpenAIBackend:
                             if piece:
                                 text.append(piece)
                                 yield Delta(piece)
+                            elif delta.get("tool_calls"):
+                                yield Progress()
                             calls.add(delta.get("tool_calls"))
                         if choice.get("finish_reason"):
                             complete = True

@@ -210,9 +210,9 @@ async def _stream(
                 await asyncio.sleep(float(step["slow"]))
             data = _event(chunk, crlf=split)
             if split:
-                for i in range(0, len(data), 7):
-                    yield data[i : i + 7]
-                    await asyncio.sleep(0.002)  # separate writes, so separate network reads
+                for i in range(0, len(data), 16):
+                    yield data[i : i + 16]
+                    await asyncio.sleep(0.001)  # separate writes, so separate network reads
             else:
                 yield data
         yield _event("[DONE]")

@@ -19,12 +19,15 @@ DEFAULTS = {
 }
 
 
-def agent_service_process(*, ready_timeout: float = 30.0, **env: object) -> ServerProcess:
-    """A not-yet-started `ServerProcess`; `.url` is what the gateway's AGENT_SERVICE_BASE takes."""
-    variables = {**DEFAULTS, **{key: str(value) for key, value in env.items()}}
+def agent_service_process(**env: str) -> ServerProcess:
+    """A not-yet-started `ServerProcess`; `.url` is what the gateway's AGENT_SERVICE_BASE takes.
+
+    The `local` backend loads its model before it is ready: give it a longer
+    `server.ready_timeout` (seconds) before `start()`.
+    """
+    variables = {**DEFAULTS, **env}
     return ServerProcess(
         "agent_service.main:app",
         variables,
         name=f"agent_service_{variables['AGENT_BACKEND']}",
-        ready_timeout=ready_timeout,
     )
