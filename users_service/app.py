@@ -91,6 +91,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if api_key is None:
+            log.warning(
+                "API_KEY is not set: every /api route is open to anyone who can reach this"
+                " port (read and write any user's data). Set API_KEY, and the gateway's"
+                " USER_SERVICE_API_KEY to the same value, unless a trusted network guards it."
+            )
         engine = make_engine(url)
         try:
             try:

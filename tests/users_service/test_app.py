@@ -95,6 +95,33 @@ async def test_secrets_are_not_logged(tmp_path: Path, caplog: pytest.LogCaptureF
     assert "sekrit-value" not in caplog.text and "wrong-guess" not in caplog.text
 
 
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "users_service" and r.levelno == logging.WARNING
+    ]
+
+
+async def test_an_open_service_says_so_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without API_KEY anyone who reaches the port reads and writes every user's history."""
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    with caplog.at_level(logging.INFO, logger="users_service"):
+        async with in_process(Settings(database_url=db, api_key=None)):
+            pass
+    (warning,) = _warnings(caplog)
+    assert "API_KEY is not set" in warning and "open" in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="users_service"):
+        async with in_process(Settings(database_url=db, api_key="a-key-for-this-test")):
+            pass
+    assert _warnings(caplog) == []
+    assert "api_key=required" in caplog.text
+
+
 async def test_openapi_declares_the_contract(open_client: httpx.AsyncClient) -> None:
     spec = (await open_client.get("/openapi.json")).json()
     paths = spec["paths"]
