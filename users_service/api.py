@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +28,7 @@ from users_service.schemas import (
     InteractionOut,
     RegisterIn,
     UserOut,
+    metadata_size,
 )
 from users_service.security import require_api_key
 
@@ -115,8 +117,20 @@ async def get_user(session: Session, user_id: uuid.UUID) -> UserOut:
     },
 )
 async def log_interaction(
-    session: Session, body: InteractionIn, response: Response
+    session: Session, body: InteractionIn, request: Request, response: Response
 ) -> InteractionOut:
+    limit: int = request.app.state.max_metadata_bytes
+    if body.metadata is not None and metadata_size(body.metadata) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ("body", "metadata"),
+                    "msg": f"metadata is larger than {limit} bytes (MAX_METADATA_BYTES)",
+                    "ctx": {"max_bytes": limit},
+                }
+            ]
+        )
     user = await repository.get_user(session, body.user_id)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")

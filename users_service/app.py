@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from users_service import api
 from users_service.config import Settings
 from users_service.db import DATABASE_ERRORS, describe_db_error, make_engine, make_sessionmaker
+from users_service.limits import BodyLimitMiddleware
 from users_service.logs import LOGGER_NAME, configure_logging
 from users_service.migrate import upgrade_to_head
 from users_service.security import ApiKeyMiddleware
@@ -107,11 +108,14 @@ def create_app(settings: Settings) -> FastAPI:
                 log.error("cannot use the database %s: %s", safe_url, describe_db_error(exc))
                 raise DatabaseStartupError(f"cannot use the database {safe_url}") from None
             log.info(
-                "users service ready: database=%s schema=%s->%s api_key=%s",
+                "users service ready: database=%s schema=%s->%s api_key=%s"
+                " max_body_bytes=%d max_metadata_bytes=%d",
                 safe_url,
                 before,
                 after,
                 "required" if api_key else "not configured",
+                settings.max_body_bytes,
+                settings.max_metadata_bytes,
             )
             app.state.engine = engine
             app.state.sessionmaker = make_sessionmaker(engine)
@@ -126,6 +130,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api_key = api_key
+    app.state.max_metadata_bytes = settings.max_metadata_bytes
+    # The last added runs first: the key is checked before the body limit reads anything.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -81,7 +81,8 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 class Settings(BaseSettings):
-    """Environment variables: `DATABASE_URL`, `API_KEY`, `LOG_LEVEL`.
+    """Environment variables: `DATABASE_URL`, `API_KEY`, `LOG_LEVEL`, `MAX_BODY_BYTES`,
+    `MAX_METADATA_BYTES`.
 
     `database_url` is kept out of repr because a PostgreSQL URL may carry a password; an empty
     `API_KEY` means "no key" so that a test harness can switch a key off with `API_KEY=`.
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
     api_key: SecretStr | None = None
     log_level: str = "INFO"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_metadata_bytes: int = Field(default=262_144, ge=1024)
 
     @field_validator("database_url")
     @classmethod

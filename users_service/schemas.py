@@ -8,6 +8,7 @@ lone surrogate cannot be encoded as UTF-8), metadata must be finite JSON of reas
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import datetime
@@ -51,6 +52,15 @@ def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
         elif isinstance(node, float) and not math.isfinite(node):
             raise ValueError("metadata numbers must be finite (no NaN or Infinity)")
     return value
+
+
+def metadata_size(value: dict[str, Any]) -> int:
+    """Bytes of `value` as compact UTF-8 JSON, the way clients send it and near what is stored.
+
+    Checked in the route, against the configured `MAX_METADATA_BYTES`, after `check_metadata`
+    has made sure the value encodes.
+    """
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 StorableText = Annotated[str, AfterValidator(check_storable_text)]

@@ -50,6 +50,9 @@ def test_defaults_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_url == "sqlite:///./var/users.db"
     assert settings.api_key is None  # empty means "no key"
 
+    assert settings.max_body_bytes == 1_048_576  # 1 MiB
+    assert settings.max_metadata_bytes == 262_144  # 256 KiB
+
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@h/db")
     monkeypatch.setenv("API_KEY", "sekrit")
     settings = Settings()

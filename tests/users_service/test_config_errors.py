@@ -70,7 +70,7 @@ def test_bad_database_url_names_the_variable_not_the_value(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("LOG_LEVEL", PASSWORD)],
+    [("LOG_LEVEL", PASSWORD), ("MAX_BODY_BYTES", PASSWORD), ("MAX_METADATA_BYTES", PASSWORD)],
 )
 def test_other_bad_values_are_not_echoed(
     name: str, value: str, monkeypatch: pytest.MonkeyPatch
