@@ -172,7 +172,10 @@ async def drive(
     result = DriveResult(started=time.monotonic())
     pacer = Pacer(rate)
     headers = {SECRET_HEADER: secret, "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=len(plans) + 8, max_keepalive_connections=len(plans))
+    # Idle connections are dropped before uvicorn's 5 s keep-alive could close one under a POST.
+    limits = httpx.Limits(
+        max_connections=len(plans) + 8, max_keepalive_connections=len(plans), keepalive_expiry=2
+    )
 
     async with httpx.AsyncClient(limits=limits, timeout=post_timeout) as http:
 

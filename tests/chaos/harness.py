@@ -112,6 +112,7 @@ class Replica:
         self.incarnation = 0
         self.server: ServerProcess | None = None
         self.up = False
+        self.start_seconds: list[float] = []  # spawn to /ready, per start
 
     @property
     def tag(self) -> str:
@@ -135,6 +136,7 @@ class Replica:
                 "AGENT_SERVICE_BASE": f"{self.peers_url}/agent/{self.tag}",
             }
             self.note("start", attempt=attempt)
+            began = time.monotonic()
             self.server = ServerProcess(
                 "app.main:app",
                 env,
@@ -154,6 +156,8 @@ class Replica:
                 time.sleep(0.5)
                 continue
             self.up = True
+            self.start_seconds.append(round(time.monotonic() - began, 2))
+            self.note("ready", seconds=self.start_seconds[-1])
             return
 
     def kill(self) -> Kill:
@@ -359,7 +363,10 @@ def run_scenario(scenario: Scenario) -> ChaosCounts:
         ready_path="/control/health",
         log_dir=run_dir,
         name="peers",
-        extra_args=("--factory",),
+        # Keep-alive longer than the gateways' pools keep idle connections (httpx: 5 s), so a
+        # pooled connection is never closed under a request: uvicorn's default (also 5 s) makes
+        # that race, and the agent call then fails with ReadError (a "busy" reply, no marker).
+        extra_args=("--factory", "--timeout-keep-alive", "75"),
     )
     replicas: list[Replica] = []
     counts = ChaosCounts(scenario.name, scenario.db, scenario.replicas, scenario.seed)
@@ -392,6 +399,7 @@ def run_scenario(scenario: Scenario) -> ChaosCounts:
         "peers": asdict(peers_config) | {"bot_token": "***"}
     }
     counts.details["kills"] = [asdict(k) for k in run.kills]
+    counts.details["start_seconds"] = {r.name: r.start_seconds for r in replicas}
     text = json.dumps(counts.as_dict(), indent=2, default=str)
     (run_dir / "counts.json").write_text(text)
     latest = ARTIFACTS / "chaos"
