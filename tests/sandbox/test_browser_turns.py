@@ -175,7 +175,12 @@ def test_only_http_links_are_live(
     evil = page.locator("[data-testid=inline-button][data-url-blocked=true]")
     expect(evil).to_have_text("evil ↗")
     dialogs: list[Any] = []
-    page.on("dialog", lambda d: (dialogs.append(d), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     windows = len(page.context.pages)
     evil.click()
     # the click handler shows this instead of opening the link: once it is there, it ran
