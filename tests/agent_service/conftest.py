@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agent_service.openai_stub import openai_stub_process
+from tests.agent_service.openai_stub import Stub, openai_stub_process
 from tests.support.agent_service import agent_service_process
-from tests.support.servers import ServerProcess, wait_until
+from tests.support.servers import ServerProcess
 
 API_KEY = "agent-test-key-7f3a"
 UPSTREAM_KEY = "sk-upstream-test-9c1d"
@@ -78,40 +78,6 @@ def parse_sse(raw: str) -> list[tuple[str, Any]]:
 
 def joined(events: list[tuple[str, Any]]) -> str:
     return "".join(data["text"] for name, data in events if name == "delta")
-
-
-class Stub:
-    """Control of the stand-in upstream."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-
-    @property
-    def base(self) -> str:
-        return self.server.url + "/v1"
-
-    def script(self, *steps: dict[str, Any]) -> None:
-        httpx.post(self.server.url + "/control", json={"script": list(steps)}).raise_for_status()
-
-    def clear(self) -> None:
-        httpx.post(self.server.url + "/control", json={"clear": True}).raise_for_status()
-
-    def requests(self) -> list[dict[str, Any]]:
-        return list(httpx.get(self.server.url + "/requests").json())
-
-    def last(self) -> dict[str, Any]:
-        found = self.requests()
-        assert found, "the stand-in upstream received no request"
-        return found[-1]
-
-    def wait_closed(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The last request, once the stand-in has seen its client go away."""
-        wait_until(
-            lambda: self.requests() and self.last()["closed"],
-            timeout=timeout,
-            what="upstream connection closed",
-        )
-        return self.last()
 
 
 @pytest.fixture(scope="session")

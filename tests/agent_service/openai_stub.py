@@ -37,12 +37,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, wait_until
 
 state: dict[str, Any] = {"script": [], "requests": []}
 MODEL = "stub-model"
@@ -254,3 +255,37 @@ def openai_stub_process() -> ServerProcess:
     return ServerProcess(
         "tests.agent_service.openai_stub:app", name="openai_stub", ready_path="/v1/models"
     )
+
+
+class Stub:
+    """Control of the stand-in upstream."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+
+    @property
+    def base(self) -> str:
+        return self.server.url + "/v1"
+
+    def script(self, *steps: dict[str, Any]) -> None:
+        httpx.post(self.server.url + "/control", json={"script": list(steps)}).raise_for_status()
+
+    def clear(self) -> None:
+        httpx.post(self.server.url + "/control", json={"clear": True}).raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(self.server.url + "/requests").json())
+
+    def last(self) -> dict[str, Any]:
+        found = self.requests()
+        assert found, "the stand-in upstream received no request"
+        return found[-1]
+
+    def wait_closed(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The last request, once the stand-in has seen its client go away."""
+        wait_until(
+            lambda: self.requests() and self.last()["closed"],
+            timeout=timeout,
+            what="upstream connection closed",
+        )
+        return self.last()

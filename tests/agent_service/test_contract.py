@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agent_service.conftest import Agent, Stub, joined
+from tests.agent_service.conftest import Agent, joined
+from tests.agent_service.openai_stub import Stub
 
 TURN: dict[str, Any] = {
     "user": {"id": "0b4f", "telegram_id": 42, "full_name": "Minh"},

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agent_service.conftest import UPSTREAM_KEY, UPSTREAM_TIMEOUT, Agent, Stub, joined
+from tests.agent_service.conftest import UPSTREAM_KEY, UPSTREAM_TIMEOUT, Agent, joined
+from tests.agent_service.openai_stub import Stub
 from tests.support.agent_service import agent_service_process
 from tests.support.servers import free_port
 

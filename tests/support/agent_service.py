@@ -31,3 +31,15 @@ def agent_service_process(**env: str) -> ServerProcess:
         variables,
         name=f"agent_service_{variables['AGENT_BACKEND']}",
     )
+
+
+def agent_service_on(port: int, **env: str) -> ServerProcess:
+    """Like `agent_service_process`, on a given port: a test can stop one agent and start
+    another (another backend, say) at the same address the gateway was given."""
+    variables = {**DEFAULTS, **env}
+    return ServerProcess(
+        "agent_service.main:app",
+        variables,
+        port=port,
+        name=f"agent_service_{variables['AGENT_BACKEND']}",
+    )
