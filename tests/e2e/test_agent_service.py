@@ -10,7 +10,6 @@ that calls a tool on cue. Gateway and agent share an API key, as in production.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -39,9 +38,9 @@ class Agents:
         return f"http://127.0.0.1:{self.port}"
 
     def use(self, backend: str) -> None:
-        if self.backend == backend and self.running is not None and self.running.proc is not None:
-            if self.running.proc.poll() is None:
-                return
+        proc = self.running.proc if self.running is not None else None
+        if self.backend == backend and proc is not None and proc.poll() is None:
+            return
         self.stop()
         env = {"AGENT_BACKEND": backend, "AGENT_SERVICE_API_KEY": AGENT_KEY}
         if backend == "openai":
