@@ -23,7 +23,7 @@ from tests.chaos.harness import Scenario, run_scenario
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.chaos", description=__doc__.split("\n")[0]
+        prog="python -m bench.chaos", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(

@@ -237,7 +237,8 @@ def gateway_env(scenario: Scenario, token: str, secret: str, database_url: str) 
         "RETRY_MAX_DELAY": "1",
         "RETRY_FLUSH_INTERVAL": "1",
         "SHUTDOWN_GRACE_SECONDS": "5",
-        "LOG_LEVEL": "INFO",
+        # DEBUG shows each send and hook step (bigger logs, a little slower).
+        "LOG_LEVEL": os.environ.get("CHAOS_GATEWAY_LOG_LEVEL", "INFO"),
     }
     if scenario.replicas > 1 and not scenario.shared_pacing:
         env["RATE_GLOBAL_PER_SECOND"] = f"{30.0 / scenario.replicas:g}"
