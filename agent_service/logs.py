@@ -44,6 +44,7 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
 
 def _rename_event(_: Any, __: str, event_dict: Any) -> Any:
     event_dict["message"] = event_dict.pop("event", "")
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     return event_dict
 
 

@@ -21,6 +21,8 @@ from agent_service.schemas import RespondIn
 #: it server-side behind a short key and hands the full value back when it is pressed.
 LONG_DATA = "demo:echo:" + "this callback data is longer than Telegram's 64-byte limit"
 LONG_REPLY_PARAGRAPHS = 40
+#: Keywords count in short messages only, so a sentence that merely contains "long" is echoed.
+KEYWORD_MAX_WORDS = 6
 
 BUTTONS: list[dict[str, Any]] = [
     {"text": "👍 Yes", "data": "answer:yes", "row": 1},
@@ -166,7 +168,12 @@ class DemoBackend:
                 return self.pressed(text), []
         else:
             command = _command(request)
-        if command is None and not request.attachments and len(request.parts) < 2:
+        if (
+            command is None
+            and not request.attachments
+            and len(request.parts) < 2
+            and len(text.split()) <= KEYWORD_MAX_WORDS  # "how long is it?" is not a request
+        ):
             command = next((cmd for pattern, cmd in _KEYWORDS if pattern.search(text)), None)
         handler = self._commands.get(command) if command else None
         if handler is not None:

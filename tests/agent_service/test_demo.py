@@ -83,6 +83,11 @@ def test_long_reply_is_longer_than_one_telegram_message(text: str) -> None:
     assert "\n\n" in reply  # paragraphs: the gateway splits at their boundaries
 
 
+def test_keywords_count_in_short_messages_only() -> None:
+    assert compose("how long does delivery take when the chat is busy?")[0].startswith("You said:")
+    assert compose("ok, long")[0].startswith("This reply is longer")
+
+
 def test_remember_quotes_the_first_thing_said_in_the_history() -> None:
     history = [
         {"direction": "in", "text": "my favourite fruit is mango"},
