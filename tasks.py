@@ -2,7 +2,7 @@
 """The project's two entry points, runnable with nothing but Python 3.11+ and pip.
 
     python3 tasks.py dev     # set up .venv if needed, then start the local stack (`messaging dev`)
-    python3 tasks.py test    # set up .venv if needed, then ruff, mypy and the whole test suite
+    python3 tasks.py test    # set up .venv if needed, then ruff, mypy, import layers, all tests
 
 Why a script rather than a Makefile: a brand-new machine has Python and pip but not necessarily
 make or uv. This file bootstraps uv into `.venv` with pip, then lets uv install exactly what
@@ -73,6 +73,7 @@ def cmd_test(args: list[str]) -> None:
     _run(BIN / "ruff", "check", ".", env=env)
     _run(BIN / "ruff", "format", "--check", ".", env=env)
     _run(BIN / "mypy", env=env)
+    _run(BIN / "lint-imports", env=env)  # layers and no import cycles (pyproject.toml)
     _run(BIN / "python", "-m", "pytest", *args, env=env)
 
 

@@ -5,18 +5,21 @@ agent does. No agent configured → a small built-in bot (welcome, help, echo). 
 or answering nonsense → the polite "busy, try again" of the original specification, plus a
 warning log saying why (the reason is also kept in `AgentReply.error` for the history row).
 
-The module-level `ask_agent` / `ask_agent_rich` keep the original API over a default client
-built lazily from `app.config.get_settings()`.
+The module-level `ask_agent` / `ask_agent_rich` keep the original API: inside a running app they
+use its client, outside one each call opens and closes its own (`app.current`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
+from app import current
 from app.logger import get_logger
 from app.utils import parse_command
 
@@ -34,7 +37,7 @@ _ECHO_LIMIT = 3500  # keep the echo well inside Telegram's 4096-character messag
 
 @dataclass(frozen=True)
 class AgentReply:
-    """The answer to send: text, buttons (`actions`, see `app.keyboards`), and where it came from."""
+    """The answer to send: text, buttons (`actions`, see `app.processing.keyboards`), and where it came from."""
 
     text: str
     actions: list[Any] = field(default_factory=list)
@@ -141,33 +144,28 @@ class AgentClient:
 
 # --- the original module-level API ----------------------------------------------------------
 
-_default: AgentClient | None = None
 
+@contextlib.asynccontextmanager
+async def _client() -> AsyncIterator[AgentClient]:
+    """The running app's client, else a one-call client from the settings (closed after)."""
+    running = current.get()
+    if running is not None:
+        yield running.agent
+        return
+    from app.config import get_settings
 
-def get_default() -> AgentClient:
-    """The client behind the module functions, built from the settings on first use."""
-    global _default
-    if _default is None:
-        from app.config import get_settings
-
-        s = get_settings()
-        _default = AgentClient(
-            httpx.AsyncClient(), s.AGENT_SERVICE_BASE, s.agent_timeout, s.AGENT_SERVICE_API_KEY
-        )
-    return _default
-
-
-def set_default(client: AgentClient | None) -> None:
-    """Replace (or with None, forget) the client behind the module functions."""
-    global _default
-    _default = client
+    s = get_settings()
+    async with httpx.AsyncClient() as http:
+        yield AgentClient(http, s.AGENT_SERVICE_BASE, s.agent_timeout, s.AGENT_SERVICE_API_KEY)
 
 
 async def ask_agent(user: dict[str, Any], text: str) -> str:
     """The reply text only (original API); see `ask_agent_rich` for buttons."""
-    return (await get_default().respond(user, text)).text
+    async with _client() as client:
+        return (await client.respond(user, text)).text
 
 
 async def ask_agent_rich(user: dict[str, Any], text: str, **extra: Any) -> AgentReply:
     """The full reply: text, `actions` (buttons) and its source."""
-    return await get_default().respond(user, text, **extra)
+    async with _client() as client:
+        return await client.respond(user, text, **extra)

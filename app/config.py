@@ -20,6 +20,11 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.errors import ConfigError as ConfigError  # the original name, kept importable here
+from jsonlog import mask_url_password, url_passwords
+
+#: The one list of secrets: masked in `repr(Settings)` (and `messaging check-config`), and fed
+#: to the log redactor (`Settings.secret_values`), so no list can forget one.
 SECRET_FIELDS = frozenset(
     {
         "BOT_TOKEN",
@@ -29,6 +34,10 @@ SECRET_FIELDS = frozenset(
         "ADMIN_TOKEN",
         "DATABASE_URL",
     }
+)
+#: URL-typed settings: not secret themselves, but a `user:password@` in them is.
+URL_FIELDS = frozenset(
+    {"USER_SERVICE_BASE", "AGENT_SERVICE_BASE", "TELEGRAM_API_BASE", "WEBHOOK_URL"}
 )
 
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -177,14 +186,28 @@ class Settings(BaseSettings):
         assert self.AGENT_TIMEOUT is not None
         return self.AGENT_TIMEOUT
 
+    def secret_values(self) -> list[str]:
+        """Every secret value (and password in a URL) of this configuration, for the redactor."""
+        values: list[str] = []
+        for name in SECRET_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str) and value:
+                values += [value, *url_passwords(value)]
+        for name in URL_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                values += url_passwords(value)
+        return values
+
     def __repr_args__(self) -> Any:
         # Never let a secret reach a log line through repr(settings).
         for name, value in super().__repr_args__():
-            yield name, ("***" if name in SECRET_FIELDS and value is not None else value)
-
-
-class ConfigError(Exception):
-    """Configuration is missing or invalid; the message names variables, never their values."""
+            if name in SECRET_FIELDS and value is not None:
+                yield name, "***"
+            elif name in URL_FIELDS and isinstance(value, str):
+                yield name, mask_url_password(value)
+            else:
+                yield name, value
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -17,10 +17,11 @@ from starlette.routing import request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, load_settings_or_exit
+from app.gateway import Gateway
+from app.inbound.webhook import make_webhook_endpoint
 from app.logger import configure_logging
-from app.routes import admin, health
-from app.routes.webhook import make_webhook_endpoint
-from app.runtime import Gateway
+from app.routes import admin, delivery, health
+from app.routes.guard import make_admin_guard
 
 WEBHOOK_PATH = "/webhook/telegram"
 
@@ -49,22 +50,13 @@ class GatewayApp(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings_or_exit()
-    configure_logging(
-        settings.LOG_LEVEL,
-        secrets=[
-            settings.BOT_TOKEN,
-            settings.WEBHOOK_SECRET_TOKEN,
-            settings.USER_SERVICE_API_KEY,
-            settings.AGENT_SERVICE_API_KEY,
-            settings.ADMIN_TOKEN,
-        ],
-    )
+    configure_logging(settings.LOG_LEVEL, secrets=settings.secret_values())
     gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
-        gateway.install_defaults()
+        gateway.install()
         # Everything imported and built so far lives as long as the process. Moving it out of
         # the collector's sight makes full collections cheap: without this, a gen-2 collection
         # scans ~100k long-lived objects and stalls every in-flight webhook for ~120 ms on a
@@ -74,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            gateway.uninstall_defaults()
+            gateway.uninstall()
             await gateway.stop()
 
     app = GatewayApp(
@@ -100,10 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # POSTs are served by the fast path in `GatewayApp.__call__`.
     app.add_route(WEBHOOK_PATH, webhook, methods=["POST"], include_in_schema=False)
     app.webhook_asgi = request_response(webhook)
-    app.include_router(health.make_router(lambda: gateway))
-    require_admin = admin.make_admin_guard(settings.ADMIN_TOKEN)
-    app.include_router(admin.make_router(lambda: gateway, require_admin))
-    app.include_router(gateway.delivery.router(require_admin))
+    require_admin = make_admin_guard(settings.ADMIN_TOKEN)
+    for routes in (health, admin, delivery):
+        app.include_router(routes.router(gateway, require_admin))
     return app
 
 

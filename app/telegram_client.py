@@ -10,87 +10,27 @@ The bot token is part of every URL. It never appears in an exception message or 
 written here: network errors are described by their class name only (httpx's own messages and
 `__cause__` chains contain the URL), and Telegram's descriptions are redacted before use.
 
-The module-level functions keep the original API and use a default client built lazily from
-`app.config.get_settings()`; tests and the app build `TelegramClient` objects instead.
+The module-level functions keep the original API: inside a running app they use its client,
+outside one each call opens and closes its own (`app.current`). `TelegramClientError` lives in
+`app.errors` with the gateway's other exceptions and is importable from here as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from app import current
+from app.errors import TelegramClientError, Verdict, classify
 from app.logger import get_logger, redactor
 
 log = get_logger(__name__)
 
 DEFAULT_BASE = "https://api.telegram.org"
-
-
-class TelegramClientError(Exception):
-    """A Bot API call that did not return ``ok: true``.
-
-    `status` is the HTTP status (None when no response arrived: timeout, connection error),
-    `error_code` / `description` / `retry_after` / `migrate_to_chat_id` come from Telegram's error
-    body when there is one.
-    """
-
-    def __init__(
-        self,
-        method: str,
-        *,
-        status: int | None = None,
-        error_code: int | None = None,
-        description: str = "",
-        retry_after: float | None = None,
-        migrate_to_chat_id: int | None = None,
-    ) -> None:
-        self.method = method
-        self.status = status
-        self.error_code = error_code
-        self.description = description
-        self.retry_after = retry_after
-        self.migrate_to_chat_id = migrate_to_chat_id
-        where = f"HTTP {status}" if status is not None else "no response"
-        code = f" (error_code {error_code})" if error_code is not None else ""
-        super().__init__(f"Telegram {method} failed: {where}{code}: {description}")
-
-    @property
-    def code(self) -> int | None:
-        """Telegram's `error_code` when it sent one, else the HTTP status."""
-        return self.error_code if self.error_code is not None else self.status
-
-    @property
-    def is_rate_limited(self) -> bool:
-        """429 Too Many Requests: wait `retry_after` seconds, then try again."""
-        return self.code == 429
-
-    @property
-    def is_transient(self) -> bool:
-        """Worth retrying with backoff: no response (network, timeout) or a 5xx."""
-        code = self.code
-        return code is None or code >= 500
-
-    @property
-    def is_permanent(self) -> bool:
-        """Retrying cannot help: 4xx other than 429 (blocked, chat not found, bad request...)."""
-        code = self.code
-        return code is not None and 400 <= code < 500 and code != 429
-
-    @property
-    def is_parse_error(self) -> bool:
-        """400 "can't parse entities": the text's markup is invalid; resend without parse_mode."""
-        return self.code == 400 and "can't parse entities" in self.description.lower()
-
-    @property
-    def is_chat_unreachable(self) -> bool:
-        """The bot can no longer write to this chat (blocked, kicked, deleted, deactivated)."""
-        desc = self.description.lower()
-        return self.code == 403 or (
-            self.code == 400
-            and any(s in desc for s in ("chat not found", "user is deactivated", "peer_id_invalid"))
-        )
 
 
 def _number(value: Any) -> float | None:
@@ -190,7 +130,9 @@ class TelegramClient:
                     migrate_to_chat_id=err.migrate_to_chat_id,
                 )
         log.log(
-            logging.WARNING if err.is_rate_limited or err.is_transient else logging.INFO,
+            logging.WARNING
+            if classify(err) in (Verdict.RATE_LIMITED, Verdict.OUTAGE)
+            else logging.INFO,
             "telegram call failed",
             extra={
                 "method": method,
@@ -274,39 +216,46 @@ class TelegramClient:
 
 # --- the original module-level API ----------------------------------------------------------
 
-_default: TelegramClient | None = None
 
+@contextlib.asynccontextmanager
+async def _client() -> AsyncIterator[TelegramClient]:
+    """The running app's client, else a one-call client from the settings (closed after)."""
+    running = current.get()
+    if running is not None:
+        yield running.telegram
+        return
+    from app.config import get_settings
 
-def get_default() -> TelegramClient:
-    """The client behind the module functions, built from the settings on first use."""
-    global _default
-    if _default is None:
-        from app.config import get_settings
-
-        s = get_settings()
-        _default = TelegramClient(
-            httpx.AsyncClient(), s.BOT_TOKEN, s.TELEGRAM_API_BASE, s.REQUEST_TIMEOUT
-        )
-    return _default
-
-
-def set_default(client: TelegramClient | None) -> None:
-    """Replace (or with None, forget) the client behind the module functions."""
-    global _default
-    _default = client
+    s = get_settings()
+    async with httpx.AsyncClient() as http:
+        yield TelegramClient(http, s.BOT_TOKEN, s.TELEGRAM_API_BASE, s.REQUEST_TIMEOUT)
 
 
 async def send_message(chat_id: int, text: str, parse_mode: str | None = None) -> dict[str, Any]:
-    return await get_default().send_message(chat_id, text, parse_mode)
+    async with _client() as client:
+        return await client.send_message(chat_id, text, parse_mode)
 
 
 async def send_typing(chat_id: int) -> dict[str, Any]:
-    return await get_default().send_typing(chat_id)
+    async with _client() as client:
+        return await client.send_typing(chat_id)
 
 
 async def set_webhook(url: str, secret_token: str | None = None) -> dict[str, Any]:
-    return await get_default().set_webhook(url, secret_token)
+    async with _client() as client:
+        return await client.set_webhook(url, secret_token)
 
 
 async def delete_webhook() -> dict[str, Any]:
-    return await get_default().delete_webhook()
+    async with _client() as client:
+        return await client.delete_webhook()
+
+
+__all__ = [
+    "TelegramClient",
+    "TelegramClientError",
+    "delete_webhook",
+    "send_message",
+    "send_typing",
+    "set_webhook",
+]

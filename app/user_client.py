@@ -2,47 +2,31 @@
 
 The gateway never touches the User Service's database; these calls are its whole contract
 (DESIGN.md, "Contracts with the other services"). Every failure becomes a `UserServiceError`
-whose `retryable` flag tells the pipeline whether to try again later (network trouble, 5xx, 429,
-408) or to give up (any other 4xx: retrying the same request cannot succeed). Messages are short
-and carry no secret (the API key is a header, never echoed).
+(`app.errors`, importable from here as before) carrying the status; what it means (wait, retry,
+give up) is `app.errors.classify`'s decision, not this module's. Messages are short and carry no
+secret (the API key is a header, never echoed).
 
-The module-level functions keep the original API over a default client built lazily from
-`app.config.get_settings()`; the app and tests build `UserServiceClient` objects instead.
+The module-level functions keep the original API: inside a running app they use its client,
+outside one each call opens and closes its own (`app.current`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from app import current
+from app.errors import UserServiceError, classify
 from app.logger import get_logger
 from app.utils import build_display_name
 
 log = get_logger(__name__)
 
-_RETRYABLE_STATUSES = frozenset({408, 429})
 _BODY_LIMIT = 2000
-
-
-class UserServiceError(Exception):
-    """A User Service call that failed; `status` is None when no response arrived."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        body: Any = None,
-        retryable: bool | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-        if retryable is None:
-            retryable = status is None or status >= 500 or status in _RETRYABLE_STATUSES
-        self.retryable = retryable
 
 
 def _body(response: httpx.Response) -> Any:
@@ -125,7 +109,7 @@ class UserServiceClient:
         )
         log.warning(
             "user service call failed",
-            extra={"op": op, "status": err.status, "retryable": err.retryable},
+            extra={"op": op, "status": err.status, "verdict": classify(err).value},
         )
         return err
 
@@ -137,7 +121,7 @@ class UserServiceClient:
                 f"User Service {op} failed: unexpected response body",
                 status=response.status_code,
                 body=body,
-                retryable=True,
+                malformed=True,
             )
         return body
 
@@ -180,7 +164,7 @@ class UserServiceClient:
                 f"User Service {op} failed: response has no user id",
                 status=status,
                 body=body,
-                retryable=True,
+                malformed=True,
             )
         body = _body(response)
         if not _already_registered(status, body):
@@ -196,7 +180,7 @@ class UserServiceClient:
                 f"User Service {op} failed: already registered but not found",
                 status=status,
                 body=body,
-                retryable=True,
+                malformed=True,
             )
         return existing
 
@@ -250,7 +234,7 @@ class UserServiceClient:
                 f"User Service {op} failed: unexpected response body",
                 status=response.status_code,
                 body=_body(response),
-                retryable=True,
+                malformed=True,
             )
         return rows
 
@@ -308,34 +292,31 @@ class UserServiceClient:
 
 # --- the original module-level API ----------------------------------------------------------
 
-_default: UserServiceClient | None = None
 
+@contextlib.asynccontextmanager
+async def _client() -> AsyncIterator[UserServiceClient]:
+    """The running app's client, else a one-call client from the settings (closed after)."""
+    running = current.get()
+    if running is not None:
+        yield running.users
+        return
+    from app.config import get_settings
 
-def get_default() -> UserServiceClient:
-    """The client behind the module functions, built from the settings on first use."""
-    global _default
-    if _default is None:
-        from app.config import get_settings
-
-        s = get_settings()
-        _default = UserServiceClient(
-            httpx.AsyncClient(), s.USER_SERVICE_BASE, s.USER_SERVICE_API_KEY, s.REQUEST_TIMEOUT
+    s = get_settings()
+    async with httpx.AsyncClient() as http:
+        yield UserServiceClient(
+            http, s.USER_SERVICE_BASE, s.USER_SERVICE_API_KEY, s.REQUEST_TIMEOUT
         )
-    return _default
-
-
-def set_default(client: UserServiceClient | None) -> None:
-    """Replace (or with None, forget) the client behind the module functions."""
-    global _default
-    _default = client
 
 
 async def get_user_by_telegram(telegram_id: int) -> dict[str, Any] | None:
-    return await get_default().get_user_by_telegram(telegram_id)
+    async with _client() as client:
+        return await client.get_user_by_telegram(telegram_id)
 
 
 async def register_user_from_telegram(telegram_id: int, chat_obj: dict[str, Any]) -> dict[str, Any]:
-    return await get_default().register_user_from_telegram(telegram_id, chat_obj)
+    async with _client() as client:
+        return await client.register_user_from_telegram(telegram_id, chat_obj)
 
 
 async def log_interaction(
@@ -345,16 +326,28 @@ async def log_interaction(
     telegram_message_id: int | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return await get_default().log_interaction(
-        user_id, message_text, direction, telegram_message_id, metadata
-    )
+    async with _client() as client:
+        return await client.log_interaction(
+            user_id, message_text, direction, telegram_message_id, metadata
+        )
 
 
 async def get_interactions(user_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    return await get_default().get_interactions(user_id, limit)
+    async with _client() as client:
+        return await client.get_interactions(user_id, limit)
 
 
 async def interaction_exists_by_telegram_message_id(user_id: str, telegram_message_id: int) -> bool:
-    return await get_default().interaction_exists_by_telegram_message_id(
-        user_id, telegram_message_id
-    )
+    async with _client() as client:
+        return await client.interaction_exists_by_telegram_message_id(user_id, telegram_message_id)
+
+
+__all__ = [
+    "UserServiceClient",
+    "UserServiceError",
+    "get_interactions",
+    "get_user_by_telegram",
+    "interaction_exists_by_telegram_message_id",
+    "log_interaction",
+    "register_user_from_telegram",
+]

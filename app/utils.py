@@ -11,14 +11,47 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from app.logger import get_logger
 
 log = get_logger(__name__)
 
-#: Update kinds the pipeline handles; everything else is "unsupported".
-SUPPORTED_KINDS = ("message", "edited_message", "callback_query")
+#: Update kinds the gateway handles, in the order they are looked for: the webhook stores only
+#: these, `setWebhook` / `getUpdates` ask Telegram for only these, and the pipeline parses them.
+HANDLED_KINDS = ("message", "edited_message", "callback_query")
+#: The earlier name of `HANDLED_KINDS`.
+SUPPORTED_KINDS = HANDLED_KINDS
+
+Kind = Literal["message", "edited_message", "callback_query", "unsupported"]
+
+
+#: What `parse_update` returns: still a dict (the original API), with every key present. The
+#: functional form because one key is `from` (the sender), a Python keyword.
+ParsedUpdate = TypedDict(
+    "ParsedUpdate",
+    {
+        "update_id": int | None,
+        "kind": Kind,
+        "unsupported_reason": str | None,
+        "chat_id": int | None,
+        "telegram_id": int | None,
+        "chat": dict[str, Any] | None,
+        "from": dict[str, Any] | None,
+        "chat_key": str | None,
+        "text": str,
+        "message_id": int | None,
+        "media": str | None,
+        "is_command": bool,
+        "command": str | None,
+        "command_args": str,
+        "command_bot": str | None,
+        "callback_query_id": str | None,
+        "callback_data": str | None,
+        "callback_message_id": int | None,
+        "raw": Any,
+    },
+)
 
 #: Media kinds recognised in a message, in detection order. Order matters: an animation message
 #: also carries `document`, and a venue message also carries `location`.
@@ -174,7 +207,7 @@ def parse_command(text: str) -> tuple[str | None, str, str | None]:
     return "/" + m.group(1).lower(), text[m.end() :].strip(), m.group(2)
 
 
-def _empty(update: Any) -> dict[str, Any]:
+def _empty(update: Any) -> ParsedUpdate:
     update_id = _int(update.get("update_id")) if isinstance(update, dict) else None
     return {
         "update_id": update_id,
@@ -199,7 +232,7 @@ def _empty(update: Any) -> dict[str, Any]:
     }
 
 
-def _unsupported(out: dict[str, Any], reason: str) -> dict[str, Any]:
+def _unsupported(out: ParsedUpdate, reason: str) -> ParsedUpdate:
     out["kind"] = "unsupported"
     out["unsupported_reason"] = reason
     return out
@@ -214,19 +247,34 @@ def _private_chat_from(user: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def _parse_message(out: dict[str, Any], kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+def chat_key_of(kind: str, body: Any) -> str | None:
+    """The key that orders one chat's updates, for the webhook and the pipeline alike.
+
+    ``str(chat_id)``, or ``"user:<id>"`` for a button under an inline-mode message (no chat is
+    known, only the user). None when the body names neither.
+    """
+    obj = _dict(body)
+    if kind == "callback_query":
+        chat_id = _int(_dict(_dict(obj.get("message")).get("chat")).get("id"))
+        if chat_id is not None:
+            return str(chat_id)
+        sender_id = _int(_dict(obj.get("from")).get("id"))
+        return f"user:{sender_id}" if sender_id is not None else None
+    chat_id = _int(_dict(obj.get("chat")).get("id"))
+    return str(chat_id) if chat_id is not None else None
+
+
+def _parse_message(out: ParsedUpdate, kind: Kind, msg: dict[str, Any]) -> ParsedUpdate:
     chat = _dict(msg.get("chat"))
     sender = _dict(msg.get("from"))
     chat_id = _int(chat.get("id"))
     telegram_id = _int(sender.get("id"))
-    out.update(
-        chat=chat or None,
-        chat_id=chat_id,
-        telegram_id=telegram_id,
-        message_id=_int(msg.get("message_id")),
-        chat_key=str(chat_id) if chat_id is not None else None,
-        **{"from": sender or None},
-    )
+    out["chat"] = chat or None
+    out["chat_id"] = chat_id
+    out["telegram_id"] = telegram_id
+    out["message_id"] = _int(msg.get("message_id"))
+    out["chat_key"] = chat_key_of(kind, msg)
+    out["from"] = sender or None
     if chat_id is None:
         return _unsupported(out, "message without chat id")
     if telegram_id is None:
@@ -249,13 +297,15 @@ def _parse_message(out: dict[str, Any], kind: str, msg: dict[str, Any]) -> dict[
     out["text"] = safe_extract_text(msg)
     if isinstance(text, str) and text:
         command, args, bot = parse_command(text)
-        out.update(is_command=command is not None, command=command, command_args=args)
+        out["is_command"] = command is not None
+        out["command"] = command
+        out["command_args"] = args
         out["command_bot"] = bot
     out["kind"] = kind
     return out
 
 
-def _parse_callback(out: dict[str, Any], cq: dict[str, Any]) -> dict[str, Any]:
+def _parse_callback(out: ParsedUpdate, cq: dict[str, Any]) -> ParsedUpdate:
     sender = _dict(cq.get("from"))
     telegram_id = _int(sender.get("id"))
     cq_id = cq.get("id")
@@ -263,31 +313,28 @@ def _parse_callback(out: dict[str, Any], cq: dict[str, Any]) -> dict[str, Any]:
     chat = _dict(msg.get("chat"))
     chat_id = _int(chat.get("id"))
     data = cq.get("data")
-    out.update(
-        telegram_id=telegram_id,
-        callback_query_id=str(cq_id) if isinstance(cq_id, str | int) else None,
-        callback_data=data if isinstance(data, str) else None,
-        callback_message_id=_int(msg.get("message_id")),
-        text=data if isinstance(data, str) else "",
-        **{"from": sender or None},
-    )
+    out["telegram_id"] = telegram_id
+    out["callback_query_id"] = str(cq_id) if isinstance(cq_id, str | int) else None
+    out["callback_data"] = data if isinstance(data, str) else None
+    out["callback_message_id"] = _int(msg.get("message_id"))
+    out["text"] = data if isinstance(data, str) else ""
+    out["from"] = sender or None
     if telegram_id is None or out["callback_query_id"] is None:
         return _unsupported(out, "callback query without id or sender")
     if chat_id is not None:
-        out.update(chat=chat, chat_id=chat_id, chat_key=str(chat_id))
+        out["chat"], out["chat_id"] = chat, chat_id
     else:
         # A button under an inline-mode message: no chat is known, only the user. Answers can
         # go to the user's private chat; ordering is per user.
-        out.update(
-            chat=_private_chat_from(sender), chat_id=telegram_id, chat_key=f"user:{telegram_id}"
-        )
+        out["chat"], out["chat_id"] = _private_chat_from(sender), telegram_id
+    out["chat_key"] = chat_key_of("callback_query", cq)
     # `message_id` stays None: the message under the button is the bot's own, pressed possibly
     # many times, so it must not be used as the dedupe key of the press.
     out["kind"] = "callback_query"
     return out
 
 
-def parse_update(update_json: Any) -> dict[str, Any]:
+def parse_update(update_json: Any) -> ParsedUpdate:
     """Flatten a Telegram update into what the pipeline needs; never raises.
 
     Always returns the original keys (``chat_id, telegram_id, text, message_id, raw, is_command,
@@ -299,8 +346,7 @@ def parse_update(update_json: Any) -> dict[str, Any]:
     - ``chat`` is the chat object; for a callback query without a message it is the user's
       private chat synthesised from ``from``. Register users from ``from``, not from ``chat``:
       in a group ``chat`` is the group.
-    - ``chat_key`` orders one chat's updates: ``str(chat_id)``, or ``"user:<id>"`` for inline
-      callbacks that have no message.
+    - ``chat_key`` orders one chat's updates (`chat_key_of`).
     - ``message_id`` is the id of the user's message; None for callback queries (see
       ``callback_message_id`` for the message that carried the button).
     """
@@ -310,6 +356,7 @@ def parse_update(update_json: Any) -> dict[str, Any]:
             return _unsupported(out, "update is not an object")
         if out["update_id"] is None:
             return _unsupported(out, "update without update_id")
+        kind: Kind
         for kind in ("message", "edited_message"):
             if kind in update_json:
                 msg = update_json[kind]

@@ -27,10 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app.delivery.tables  # noqa: E402, F401
-from app.db import create_schema, make_engine  # noqa: E402
 from app.delivery import Delivery  # noqa: E402
+from app.errors import Verdict, classify  # noqa: E402
+from app.storage.engine import make_engine  # noqa: E402
+from app.storage.migrate import create_schema  # noqa: E402
 from app.telegram_client import TelegramClient, TelegramClientError  # noqa: E402
-from tests.delivery.conftest import TOKEN, make_settings  # noqa: E402
+from tests.delivery.conftest import TOKEN, make_config  # noqa: E402
 from tests.delivery.standin import StandIn  # noqa: E402
 
 
@@ -48,19 +50,19 @@ async def scheduler_memory(messages: int, chats: int) -> tuple[float, int]:
     """
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/mem.db"
-        settings = make_settings("http://127.0.0.1:9", url)
+        config = make_config()
         engine = make_engine(url, sqlite_synchronous="OFF")
         await create_schema(engine)
-        d = Delivery(engine, _NoTelegram(), settings, CollectorRegistry(), "mem")
+        d = Delivery(engine, _NoTelegram(), config, CollectorRegistry(), "mem")
         for key, chat, text in backlog(messages, chats):
             await d.enqueue(key, chat, text)
-        d._started = True  # adopt without starting the sender loop
+        d.scheduler.started = True  # adopt without starting the sender loop
         tracemalloc.start()
         for _ in range(10):  # as many refills as it takes to fill the active set
-            await d._refill()
+            await d.scheduler._refill()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        held = len(d._chats)
+        held = len(d.scheduler.chats)
         await engine.dispose()
     return peak / 2**20, held
 
@@ -92,12 +94,12 @@ async def engine_drain(messages: int, chats: int) -> dict[str, float]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/bench.db"
-            settings = make_settings(standin.base, url, POLL_INTERVAL=0.5)
+            config = make_config(POLL_INTERVAL=0.5)
             engine = make_engine(url, sqlite_synchronous="NORMAL")
             await create_schema(engine)
             async with httpx.AsyncClient() as http:
                 tg = TelegramClient(http, TOKEN, standin.base, 10)
-                d = Delivery(engine, tg, settings, CollectorRegistry(), "bench")
+                d = Delivery(engine, tg, config, CollectorRegistry(), "bench")
                 items = backlog(messages, chats)
                 for key, chat, text in items:  # the backlog is in the database first
                     await d.enqueue(key, chat, text)
@@ -124,7 +126,7 @@ async def engine_drain(messages: int, chats: int) -> dict[str, float]:
             "pacing_429": standin.pacing_429s(),
             "rss_base": rss_base,
             "rss_peak": peak_rss[0],
-            "limit": settings.RATE_GLOBAL_PER_SECOND,
+            "limit": config.rate_global_per_second,
             "burst": standin.global_burst,
         }
     finally:
@@ -143,7 +145,7 @@ async def naive_drain(messages: int, chats: int) -> dict[str, float]:
                         await tg.call("sendMessage", {"chat_id": chat, "text": text})
                         break
                     except TelegramClientError as exc:
-                        if not exc.is_rate_limited:
+                        if classify(exc) is not Verdict.RATE_LIMITED:
                             raise
                         await asyncio.sleep(exc.retry_after or 1)
             elapsed = time.monotonic() - started

@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.db import make_engine
-from app.tables import inbox
+from app.storage.engine import make_engine
+from app.storage.tables import inbox
 from tests.support.pg import postgres_available, temp_database
 from tests.support.servers import ServerProcess
 

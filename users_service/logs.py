@@ -7,7 +7,9 @@ handler in the process (ours, uvicorn's, the root's, logging's last-resort handl
 each configured secret, the database password and the API key, with `***` in the message, its
 arguments and the formatted traceback. A record without a secret passes unchanged.
 
-The line format stays what it was; only content is rewritten.
+Lines are JSON in the format every service of the project shares (`jsonlog`: `time`,
+`level`, `logger`, a stable `event`, `message`, fields), so `messaging dev` writes one format;
+the JSON formatter redacts the finished line too.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import jsonlog
+
 LOGGER_NAME = "users_service"
-LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Shorter values would garble ordinary words and are not credible secrets.
 MIN_SECRET_LENGTH = 4
 MASK = "***"
@@ -87,6 +90,8 @@ class SecretRedactor(logging.Filter):
 
 
 redactor = SecretRedactor()
+#: The same secrets, for the JSON formatter's last pass over each rendered line.
+line_redactor = jsonlog.Redactor()
 
 
 def _all_handlers() -> Iterator[logging.Handler]:
@@ -99,18 +104,17 @@ def _all_handlers() -> Iterator[logging.Handler]:
 
 
 def configure_logging(level: str, secrets: Iterable[str]) -> logging.Logger:
-    """Our logger at `level`, with its handler, and the redactor on every handler there is.
+    """JSON lines on the root logger at `level`, and the redactor on every handler there is.
 
     Called from `create_app`, which runs after uvicorn has installed its handlers, so theirs
-    are covered too.
+    are covered too (they are routed to the root handler).
     """
-    log = logging.getLogger(LOGGER_NAME)
-    if not log.handlers:
-        ours = logging.StreamHandler()
-        ours.setFormatter(logging.Formatter(LINE_FORMAT))
-        log.addHandler(ours)
-    log.setLevel(level.upper())
+    secrets = list(secrets)
     redactor.update(secrets)
+    line_redactor.update(secrets)
+    jsonlog.install(level.upper(), line_redactor)
+    log = logging.getLogger(LOGGER_NAME)
+    log.setLevel(level.upper())
     for handler in _all_handlers():
         if redactor not in handler.filters:
             handler.addFilter(redactor)

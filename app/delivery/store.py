@@ -16,10 +16,9 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import now
+from app.delivery.states import JobState, PartState
 from app.delivery.tables import delivery_chats, delivery_jobs, delivery_parts
-
-TERMINAL_JOB_STATES = frozenset({"sent", "recorded", "parked", "failed", "skipped"})
+from app.storage.engine import now
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ async def insert_job(
         .values(
             job_key=job_key,
             chat_id=chat_id,
-            state="pending",
+            state=JobState.PENDING,
             parts_total=parts_total,
             history=dumps(history),
             hook_attempts=0,
@@ -87,7 +86,11 @@ async def ensure_chat(conn: AsyncConnection, chat_id: int) -> bool:
 
 
 async def insert_parts(
-    conn: AsyncConnection, job_id: int, chat_id: int, parts: list[dict[str, Any]], state: str
+    conn: AsyncConnection,
+    job_id: int,
+    chat_id: int,
+    parts: list[dict[str, Any]],
+    state: PartState,
 ) -> None:
     t = now()
     rows = [
@@ -112,7 +115,9 @@ async def insert_parts(
         await conn.execute(insert(delivery_parts).values(**row))
 
 
-async def set_job_state(conn: AsyncConnection, job_id: int, state: str, error: str | None) -> None:
+async def set_job_state(
+    conn: AsyncConnection, job_id: int, state: JobState, error: str | None
+) -> None:
     await conn.execute(
         update(delivery_jobs)
         .where(delivery_jobs.c.id == job_id)
@@ -131,7 +136,7 @@ async def claimable_chats(conn: AsyncConnection, limit: int, exclude: set[int]) 
         select(delivery_parts.c.chat_id, head)
         .join(delivery_chats, delivery_chats.c.chat_id == delivery_parts.c.chat_id)
         .where(
-            delivery_parts.c.state == "pending",
+            delivery_parts.c.state == PartState.PENDING,
             or_(delivery_chats.c.lease_owner.is_(None), delivery_chats.c.lease_expires_at < t),
         )
         .group_by(delivery_parts.c.chat_id)
@@ -274,7 +279,7 @@ async def heads(conn: AsyncConnection, chat_ids: list[int]) -> dict[int, PartRow
         return {}
     first = (
         select(func.min(delivery_parts.c.id))
-        .where(delivery_parts.c.state == "pending", delivery_parts.c.chat_id.in_(chat_ids))
+        .where(delivery_parts.c.state == PartState.PENDING, delivery_parts.c.chat_id.in_(chat_ids))
         .group_by(delivery_parts.c.chat_id)
     )
     rows = (await conn.execute(_part_select().where(delivery_parts.c.id.in_(first)))).all()
@@ -282,7 +287,18 @@ async def heads(conn: AsyncConnection, chat_ids: list[int]) -> dict[int, PartRow
 
 
 async def mark_sent(
-    conn: AsyncConnection, part: PartRow, message_id: int | None, final_state: str
+    conn: AsyncConnection, part: PartRow, message_id: int | None, final_state: JobState
+) -> tuple[bool, bool]:
+    """Record a delivered part; (recorded now, job complete). See `mark_sent_ids`."""
+    return await mark_sent_ids(conn, part.id, part.job_id, message_id, final_state)
+
+
+async def mark_sent_ids(
+    conn: AsyncConnection,
+    part_id: int,
+    job_id: int,
+    message_id: int | None,
+    final_state: JobState,
 ) -> tuple[bool, bool]:
     """Record a delivered part; (recorded now, job complete). Only a pending part is updated.
 
@@ -292,19 +308,19 @@ async def mark_sent(
     t = now()
     res = await conn.execute(
         update(delivery_parts)
-        .where(delivery_parts.c.id == part.id, delivery_parts.c.state == "pending")
-        .values(state="sent", message_id=message_id, sent_at=t, last_error=None)
+        .where(delivery_parts.c.id == part_id, delivery_parts.c.state == PartState.PENDING)
+        .values(state=PartState.SENT, message_id=message_id, sent_at=t, last_error=None)
     )
     if res.rowcount != 1:
         return False, False
     unsent = (
         select(delivery_parts.c.id)
-        .where(delivery_parts.c.job_id == part.job_id, delivery_parts.c.state != "sent")
+        .where(delivery_parts.c.job_id == job_id, delivery_parts.c.state != PartState.SENT)
         .exists()
     )
     done = await conn.execute(
         update(delivery_jobs)
-        .where(delivery_jobs.c.id == part.job_id, delivery_jobs.c.state == "pending", ~unsent)
+        .where(delivery_jobs.c.id == job_id, delivery_jobs.c.state == JobState.PENDING, ~unsent)
         .values(state=final_state, finished_at=t, last_error=None)
     )
     return True, done.rowcount == 1
@@ -328,23 +344,23 @@ async def set_plain_fallback(conn: AsyncConnection, part_id: int) -> None:
     )
 
 
-async def park_job_from(conn: AsyncConnection, part: PartRow, state: str, error: str) -> None:
+async def park_job_from(conn: AsyncConnection, part: PartRow, error: str) -> None:
     """Give up on `part` and the job's later parts (kept, listed, re-sendable)."""
     await conn.execute(
         update(delivery_parts)
         .where(delivery_parts.c.id == part.id)
-        .values(state=state, last_error=error)
+        .values(state=PartState.PARKED, last_error=error)
     )
     await conn.execute(
         update(delivery_parts)
         .where(
             delivery_parts.c.job_id == part.job_id,
-            delivery_parts.c.state == "pending",
+            delivery_parts.c.state == PartState.PENDING,
             delivery_parts.c.id != part.id,
         )
-        .values(state=state, last_error=f"held back with part {part.seq + 1}")
+        .values(state=PartState.PARKED, last_error=f"held back with part {part.seq + 1}")
     )
-    await set_job_state(conn, part.job_id, state, error)
+    await set_job_state(conn, part.job_id, JobState.PARKED, error)
 
 
 async def mark_chat_unreachable(conn: AsyncConnection, chat_id: int, reason: str) -> list[str]:
@@ -356,20 +372,20 @@ async def mark_chat_unreachable(conn: AsyncConnection, chat_id: int, reason: str
     )
     jobs = await conn.execute(
         select(delivery_jobs.c.id, delivery_jobs.c.job_key).where(
-            delivery_jobs.c.chat_id == chat_id, delivery_jobs.c.state == "pending"
+            delivery_jobs.c.chat_id == chat_id, delivery_jobs.c.state == JobState.PENDING
         )
     )
     rows = jobs.all()
     await conn.execute(
         update(delivery_parts)
-        .where(delivery_parts.c.chat_id == chat_id, delivery_parts.c.state == "pending")
-        .values(state="failed", last_error=reason)
+        .where(delivery_parts.c.chat_id == chat_id, delivery_parts.c.state == PartState.PENDING)
+        .values(state=PartState.FAILED, last_error=reason)
     )
     if rows:
         await conn.execute(
             update(delivery_jobs)
             .where(delivery_jobs.c.id.in_([r.id for r in rows]))
-            .values(state="failed", last_error=reason, finished_at=now())
+            .values(state=JobState.FAILED, last_error=reason, finished_at=now())
         )
     return [str(r.job_key) for r in rows]
 
@@ -424,10 +440,14 @@ async def requeue(
         .where(
             delivery_parts.c.job_id == job_id,
             delivery_parts.c.seq >= from_seq,
-            delivery_parts.c.state.in_(("parked", "failed")),
+            delivery_parts.c.state.in_((PartState.PARKED, PartState.FAILED)),
         )
         .values(
-            state="pending", attempts=0, first_attempt_at=None, next_attempt_at=0.0, last_error=None
+            state=PartState.PENDING,
+            attempts=0,
+            first_attempt_at=None,
+            next_attempt_at=0.0,
+            last_error=None,
         )
     )
     if res.rowcount == 0:
@@ -435,7 +455,7 @@ async def requeue(
     await conn.execute(
         update(delivery_jobs)
         .where(delivery_jobs.c.id == job_id)
-        .values(state="pending", last_error=None, finished_at=None)
+        .values(state=JobState.PENDING, last_error=None, finished_at=None)
     )
     # An operator re-sending to a chat marked unreachable means "try it again".
     await clear_unreachable(conn, int(job.chat_id))
@@ -483,7 +503,7 @@ async def list_problem_parts(conn: AsyncConnection, limit: int) -> list[dict[str
             delivery_parts.c.text,
         )
         .join(delivery_jobs, delivery_jobs.c.id == delivery_parts.c.job_id)
-        .where(delivery_parts.c.state.in_(("parked", "failed")))
+        .where(delivery_parts.c.state.in_((PartState.PARKED, PartState.FAILED)))
         .order_by(delivery_parts.c.id)
         .limit(limit)
     )
@@ -508,7 +528,9 @@ async def list_problem_parts(conn: AsyncConnection, limit: int) -> list[dict[str
 
 async def count_pending(conn: AsyncConnection) -> int:
     res = await conn.execute(
-        select(func.count()).select_from(delivery_parts).where(delivery_parts.c.state == "pending")
+        select(func.count())
+        .select_from(delivery_parts)
+        .where(delivery_parts.c.state == PartState.PENDING)
     )
     return int(res.scalar_one())
 
@@ -521,7 +543,7 @@ async def due_hooks(conn: AsyncConnection, limit: int) -> list[int]:
     rows = await conn.execute(
         select(delivery_jobs.c.id)
         .where(
-            delivery_jobs.c.state == "sent",
+            delivery_jobs.c.state == JobState.SENT,
             delivery_jobs.c.hook_next_at <= t,
             or_(delivery_jobs.c.lease_owner.is_(None), delivery_jobs.c.lease_expires_at < t),
         )
@@ -556,7 +578,7 @@ async def claim_hook(
         update(delivery_jobs)
         .where(
             delivery_jobs.c.id == job_id,
-            delivery_jobs.c.state == "sent",
+            delivery_jobs.c.state == JobState.SENT,
             or_(delivery_jobs.c.lease_owner.is_(None), delivery_jobs.c.lease_expires_at < t),
         )
         .values(lease_owner=owner, lease_expires_at=t + lease)
@@ -587,8 +609,8 @@ async def claim_hook(
 async def finish_hook(conn: AsyncConnection, job_id: int, owner: str) -> None:
     await conn.execute(
         update(delivery_jobs)
-        .where(and_(delivery_jobs.c.id == job_id, delivery_jobs.c.state == "sent"))
-        .values(state="recorded", lease_owner=None, lease_expires_at=None)
+        .where(and_(delivery_jobs.c.id == job_id, delivery_jobs.c.state == JobState.SENT))
+        .values(state=JobState.RECORDED, lease_owner=None, lease_expires_at=None)
     )
 
 
@@ -617,7 +639,7 @@ async def prune_finished(conn: AsyncConnection, older_than: float) -> int:
     old_jobs = (
         select(delivery_jobs.c.id)
         .where(
-            delivery_jobs.c.state.in_(("recorded", "skipped")),
+            delivery_jobs.c.state.in_((JobState.RECORDED, JobState.SKIPPED)),
             delivery_jobs.c.finished_at < older_than,
         )
         .limit(5000)

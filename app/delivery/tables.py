@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
 
-from app.db import BigIntId, metadata
+from app.storage.tables import BigIntId, metadata
 
 delivery_jobs = Table(
     "delivery_jobs",

@@ -7,16 +7,16 @@ reachable, because without it the webhook can only answer 503.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.runtime import Gateway
+from app.gateway import Gateway
+from app.routes.guard import AdminGuard
 
 
-def make_router(gateway: Callable[[], Gateway | None]) -> APIRouter:
+def router(gateway: Gateway, require_admin: AdminGuard) -> APIRouter:
+    """Open endpoints (`require_admin` is unused: probes and scrapers carry no token)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/health")
@@ -25,16 +25,12 @@ def make_router(gateway: Callable[[], Gateway | None]) -> APIRouter:
 
     @router.get("/ready")
     async def ready() -> JSONResponse:
-        gw = gateway()
-        if gw is not None and await gw.ready():
+        if await gateway.ready():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     @router.get("/metrics")
     async def metrics() -> Response:
-        gw = gateway()
-        if gw is None:
-            return Response(status_code=503)
-        return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import app.delivery.tables  # noqa: F401  (registers the delivery tables)
-from app.config import Settings
-from app.db import create_schema, make_engine
-from app.delivery import DeliveredJob, Delivery
+from app.delivery import DeliveredJob, Delivery, DeliveryConfig
+from app.storage.engine import make_engine
+from app.storage.migrate import create_schema
 from app.telegram_client import TelegramClient
 from tests.delivery.standin import StandIn
 from tests.support.pg import temp_database
@@ -22,21 +22,19 @@ from tests.support.pg import temp_database
 TOKEN = "123456:test-token-for-delivery"
 
 
-def make_settings(base: str, db_url: str = "sqlite:///:memory:", **overrides: Any) -> Settings:
+def make_config(**overrides: Any) -> DeliveryConfig:
+    """A `DeliveryConfig` for a fast suite; overrides by field name, in either case
+    (`RATE_GLOBAL_PER_SECOND=10` or `rate_global_per_second=10`)."""
     values: dict[str, Any] = {
-        "BOT_TOKEN": TOKEN,
-        "USER_SERVICE_BASE": "http://127.0.0.1:9",
-        "TELEGRAM_API_BASE": base,
-        "DATABASE_URL": db_url,
-        "REQUEST_TIMEOUT": 2.0,
-        "RETRY_BASE_DELAY": 0.05,
-        "RETRY_MAX_DELAY": 0.5,
-        "POLL_INTERVAL": 0.2,
-        "LEASE_SECONDS": 5,
-        "TYPING_INTERVAL": 0.2,
+        "request_timeout": 2.0,
+        "retry_base_delay": 0.05,
+        "retry_max_delay": 0.5,
+        "poll_interval": 0.2,
+        "lease_seconds": 5,
+        "typing_interval": 0.2,
     }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    values.update({k.lower(): v for k, v in overrides.items()})
+    return DeliveryConfig(**values)
 
 
 @pytest.fixture
@@ -77,18 +75,27 @@ async def make_delivery(
         owner: str | None = None,
         on_delivered: Callable[[DeliveredJob], Awaitable[None]] | None = None,
         start: bool = True,
+        lane: bool = True,
         **overrides: Any,
     ) -> Delivery:
-        settings = make_settings(standin.base, db_url, **overrides)
+        config = make_config(**overrides)
         http = httpx.AsyncClient()
-        tg = TelegramClient(http, TOKEN, standin.base, settings.REQUEST_TIMEOUT)
+        tg = TelegramClient(http, TOKEN, standin.base, config.request_timeout)
+
+        def lane_telegram() -> tuple[TelegramClient, Callable[[], Awaitable[None]]]:
+            lane_http = httpx.AsyncClient()
+            client = TelegramClient(lane_http, TOKEN, standin.base, config.request_timeout)
+            return client, lane_http.aclose
+
         d = Delivery(
             db_engine,
             tg,
-            settings,
+            config,
             CollectorRegistry(),
             owner or f"test-{uuid.uuid4().hex[:6]}",
             on_delivered,
+            # The send lane (production), unless a test hands in its own Telegram object.
+            lane_telegram=lane_telegram if lane else None,
         )
         made.append((d, http))
         if start:

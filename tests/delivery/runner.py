@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 import app.delivery.tables  # noqa: F401
-from app.db import create_schema, make_engine
 from app.delivery import Delivery
+from app.storage.engine import make_engine
+from app.storage.migrate import create_schema
 from app.telegram_client import TelegramClient
-from tests.delivery.conftest import TOKEN, make_settings
+from tests.delivery.conftest import TOKEN, make_config
 
 
 def long_text(parts: int) -> str:
@@ -30,12 +32,19 @@ async def main() -> int:
     chat_id = int(os.environ.get("CHAT_ID", "77"))
     parts = int(os.environ.get("PARTS", "3"))
     # Burst 1: parts go out one second apart, so the test can kill between two of them.
-    settings = make_settings(base, url, RATE_CHAT_BURST=1, RATE_CHAT_PER_SECOND=1)
+    config = make_config(RATE_CHAT_BURST=1, RATE_CHAT_PER_SECOND=1)
     engine = make_engine(url)
     await create_schema(engine)
     async with httpx.AsyncClient() as http:
-        tg = TelegramClient(http, TOKEN, base, settings.REQUEST_TIMEOUT)
-        d = Delivery(engine, tg, settings, CollectorRegistry(), os.environ.get("OWNER", "runner"))
+        tg = TelegramClient(http, TOKEN, base, config.request_timeout)
+
+        def lane_telegram() -> tuple[TelegramClient, Any]:
+            lane_http = httpx.AsyncClient()
+            client = TelegramClient(lane_http, TOKEN, base, config.request_timeout)
+            return client, lane_http.aclose
+
+        owner = os.environ.get("OWNER", "runner")
+        d = Delivery(engine, tg, config, CollectorRegistry(), owner, lane_telegram=lane_telegram)
         await d.start()
         await d.enqueue("reply:kill-test", chat_id, long_text(parts))
         result = await d.wait("reply:kill-test", timeout=60)

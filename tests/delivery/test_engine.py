@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from app.delivery import DeliveredJob
+from app.gateway import Gateway
+from app.routes import delivery as delivery_routes
 from tests.delivery.conftest import Factory
 from tests.delivery.standin import Fault, StandIn
 
@@ -114,11 +117,11 @@ async def test_5xx_parked_then_resent_from_admin(standin: StandIn, make_delivery
     await d.enqueue("later", 9, "later reply")
     assert (await d.wait("later", timeout=10)).delivered
 
-    async def admin() -> None:
+    def admin() -> None:
         return None
 
     app = FastAPI()
-    app.include_router(d.router(admin))
+    app.include_router(delivery_routes.router(cast(Gateway, SimpleNamespace(delivery=d)), admin))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://admin"
     ) as client:

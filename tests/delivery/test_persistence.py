@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import now
 from app.delivery.tables import delivery_chats, delivery_parts
+from app.storage.engine import now
 from tests.delivery.conftest import Factory
 from tests.delivery.runner import long_text
 from tests.delivery.standin import StandIn
@@ -105,7 +105,7 @@ async def test_restart_does_not_resend_recorded_parts(
 
 def _part_states(url: str) -> list[str]:
     async def go() -> list[str]:
-        from app.db import make_engine
+        from app.storage.engine import make_engine
 
         engine = make_engine(url)
         try:

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import create_schema, make_engine
 from app.delivery import store
 from app.delivery.tables import delivery_jobs, delivery_parts
+from app.storage.engine import make_engine
+from app.storage.migrate import create_schema
 
 
 @pytest.fixture

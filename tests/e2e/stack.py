@@ -1,13 +1,15 @@
 """The whole system as real processes on 127.0.0.1, for the end-to-end tests.
 
 `Stack` starts the Telegram sandbox, the reference User Service (SQLite file), the agent
-stand-in and the gateway (SQLite file), wired together the way `messaging dev` wires them, and
-offers the helpers the tests need: restart the User Service or the gateway on the same port
-(and the same database), read a user's history, call the admin API, poll the agent stand-in.
+stand-in and the gateway (SQLite file) through `app.devstack.LocalStack`, the module `messaging
+dev` uses, and offers the helpers the tests need: restart the User Service or the gateway on the
+same port (and the same database), read a user's history, call the admin API, poll the agent
+stand-in.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -17,11 +19,10 @@ from typing import Any
 
 import httpx
 
+from app.devstack import LocalStack
 from sandbox.client import SandboxControl
 from tests.support.agent_stub import agent_process
-from tests.support.sandbox import SANDBOX_TOKEN, sandbox_process
 from tests.support.servers import ServerProcess, free_port, wait_until
-from tests.support.users_service import users_service_process
 
 JSON = dict[str, Any]
 BUSY = "Agent tạm thời bận, vui lòng thử lại sau."
@@ -65,14 +66,37 @@ def _start_all(*servers: ServerProcess) -> None:
 
 
 class Stack:
+    """The local stack of `app.devstack` (the one `messaging dev` runs), for the tests.
+
+    The sandbox gets fast webhook retries, the agent is the stand-in (`agent=True`) or what the
+    test sets with `AGENT_SERVICE_BASE`, and the gateway runs with `FAST_GATEWAY` settings.
+    """
+
     def __init__(self, state: Path, *, agent: bool = True, **gateway_env: str) -> None:
         self.state = state
-        self.secret = secrets.token_urlsafe(24)
-        self.sandbox = sandbox_process(webhook_retry_delays="0.05,0.1,0.2,0.5", webhook_timeout=5)
-        self.users = users_service_process(f"sqlite:///{state / 'users.db'}", api_key=USERS_KEY)
         self.agent = agent_process() if agent else None
-        self.gateway_port = free_port()  # known up front: the webhook URL contains it
-        self.gateway_env = {**FAST_GATEWAY, **gateway_env}
+        agent_url = gateway_env.pop("AGENT_SERVICE_BASE", None)
+        if self.agent is not None:
+            agent_url = self.agent.url
+        self.plan = LocalStack(
+            state,
+            agent="none",
+            agent_url=agent_url or None,
+            users_key=USERS_KEY,
+            admin_token=ADMIN_TOKEN,
+            webhook_secret=secrets.token_urlsafe(24),
+            log_dir=Path(os.environ.get("TEST_LOG_DIR") or state / "logs"),
+            sandbox_env={
+                "SANDBOX_WEBHOOK_RETRY_DELAYS": "0.05,0.1,0.2,0.5",
+                "SANDBOX_WEBHOOK_TIMEOUT": "5",
+            },
+            gateway_env={**FAST_GATEWAY, "AGENT_SERVICE_API_KEY": "", **gateway_env},
+        )
+        self.secret = self.plan.webhook_secret
+        self.sandbox = self.plan.sandbox()
+        self.users = self.plan.users()
+        self.gateway_port = self.plan.gateway_port
+        self.gateway_env = self.plan.gateway_env
         self.gateway = self._gateway_process()
         self.ctl = SandboxControl(self.sandbox.url)
         self.http = httpx.Client(timeout=10)
@@ -81,23 +105,7 @@ class Stack:
     def _gateway_process(
         self, port: int | None = None, name: str = "gateway", **overrides: str
     ) -> ServerProcess:
-        port = port or self.gateway_port
-        env = {
-            "BOT_TOKEN": SANDBOX_TOKEN,
-            "TELEGRAM_API_BASE": self.sandbox.url,
-            "USER_SERVICE_BASE": self.users.url,
-            "USER_SERVICE_API_KEY": USERS_KEY,
-            "AGENT_SERVICE_BASE": self.agent.url if self.agent else "",
-            "AGENT_SERVICE_API_KEY": "",
-            "WEBHOOK_SECRET_TOKEN": self.secret,
-            "WEBHOOK_URL": f"http://127.0.0.1:{port}/webhook/telegram",
-            "DATABASE_URL": f"sqlite:///{self.state / (name + '.db')}",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "PROCESSING_ENABLED": "true",
-            **self.gateway_env,
-            **overrides,
-        }
-        return ServerProcess("app.main:app", env, port=port, ready_path="/ready", name=name)
+        return self.plan.gateway(port=port, name=name, **overrides)
 
     def start(self) -> Stack:
         _start_all(*[s for s in (self.sandbox, self.users, self.agent) if s is not None])
@@ -112,7 +120,7 @@ class Stack:
         self.http.close()
 
     def gateway_running(self) -> bool:
-        return self.gateway.proc is not None and self.gateway.proc.poll() is None
+        return self.gateway.running
 
     def start_gateway(self) -> None:
         """Start the gateway (same port, same database) and wait until its webhook is set."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.errors import Verdict, classify
 from app.user_client import UserServiceClient, UserServiceError
 from tests.support.servers import ServerProcess
 from tests.support.users_service import users_service_process
@@ -105,7 +106,8 @@ async def test_api_key_is_required(service: ServerProcess) -> None:
             with pytest.raises(UserServiceError) as info:
                 await anonymous.get_user_by_telegram(new_telegram_id())
             err = info.value
-            assert err.status == 401 and not err.retryable
+            # Our key is refused: the service, not this request, is the problem (app.errors).
+            assert err.status == 401 and classify(err) is Verdict.OUTAGE
             assert API_KEY not in str(err)
 
 

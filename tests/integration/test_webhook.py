@@ -40,7 +40,7 @@ def make_settings(database_url: str, **extra: Any) -> Settings:
         "MAX_BODY_BYTES": 4096,
         **extra,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class Client:

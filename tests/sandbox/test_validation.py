@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sandbox.client import SandboxControl
 from tests.sandbox.conftest import Bot
@@ -11,11 +12,12 @@ from tests.sandbox.conftest import Bot
 DATA = Path(__file__).resolve().parents[1] / "data" / "telegram"
 
 
-def sample(kind: str) -> dict:
+def sample(kind: str) -> dict[str, Any]:
     for line in (DATA / "updates.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row["kind"] == kind:
-            return row["update"]
+            update: dict[str, Any] = row["update"]
+            return update
     raise KeyError(kind)
 
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import respx
 
-from app import agent_client
 from app.agent_client import BUSY_MESSAGE, AgentClient, AgentReply
 
 BASE = "http://agent.test"
@@ -133,32 +132,3 @@ async def test_fallback_answers(http: httpx.AsyncClient) -> None:
     assert len(long.text) < 4096
     # A command passed explicitly wins over the text.
     assert "Commands" in (await agent.respond(USER, "anything", command="/help")).text
-
-
-async def test_module_wrappers(http: httpx.AsyncClient) -> None:
-    agent_client.set_default(AgentClient(http, None, timeout=1))
-    try:
-        assert (await agent_client.ask_agent(USER, "hi")).startswith("You said: hi")
-        rich = await agent_client.ask_agent_rich(USER, "/start", chat_id=1)
-        assert rich.source == "fallback"
-    finally:
-        agent_client.set_default(None)
-
-
-async def test_default_uses_agent_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import config
-
-    monkeypatch.setattr(
-        config,
-        "_settings",
-        config.Settings(
-            BOT_TOKEN="1:abc", USER_SERVICE_BASE="http://u.test", AGENT_SERVICE_BASE=BASE
-        ),
-    )
-    agent_client.set_default(None)
-    try:
-        default = agent_client.get_default()
-        assert default.base == BASE and default.timeout == 30
-        await default.http.aclose()
-    finally:
-        agent_client.set_default(None)

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.db import create_schema, make_engine
-from app.inbox import DEAD, DONE, Inbox, NewUpdate
+from app.storage.engine import make_engine
+from app.storage.inbox import DEAD, DONE, Inbox, NewUpdate
+from app.storage.migrate import create_schema
 
 
 def upd(update_id: int, chat: str = "1") -> NewUpdate:
@@ -98,7 +99,7 @@ async def test_retry_backoff_and_dead_unblock_the_chat(engine: object) -> None:
     async with box.engine.begin() as conn:  # make it due now
         from sqlalchemy import update
 
-        from app.tables import inbox as t
+        from app.storage.tables import inbox as t
 
         await conn.execute(update(t).where(t.c.update_id == 1).values(next_attempt_at=0))
     [item] = await box2.claim(5)

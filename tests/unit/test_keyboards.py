@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.db import create_schema, make_engine
-from app.keyboards import (
+from app.processing.keyboards import (
     KEY_PREFIX,
     InMemoryCallbackStore,
     SqlCallbackStore,
@@ -18,6 +17,8 @@ from app.keyboards import (
     make_key,
     resolve_callback_data,
 )
+from app.storage.engine import make_engine
+from app.storage.migrate import create_schema
 
 
 @pytest.fixture

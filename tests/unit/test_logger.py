@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from app.logger import Redactor, bind_correlation, build_formatter, get_logger, 
 
 
 @pytest.fixture
-def stream() -> io.StringIO:
+def stream() -> Iterator[io.StringIO]:
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)
     handler.setFormatter(build_formatter())
@@ -85,3 +86,63 @@ def test_exceptions_are_rendered_and_redacted(stream: io.StringIO) -> None:
     [line] = [x for x in lines(stream) if x["logger"] == "t.exc"]
     assert "RuntimeError" in str(line["exception"])
     assert "exception-secret-xyz" not in str(line["exception"])
+
+
+def test_every_line_has_a_stable_event(stream: io.StringIO) -> None:
+    log = get_logger("t.event")
+    log.info("telegram call failed for %s after %d tries", "x", 3)
+    log.info("telegram call failed for %s after %d tries", "y", 4)
+    log.info("update processed", extra={"event": "update_processed", "outcome": "done"})
+    got = [x for x in lines(stream) if x["logger"] == "t.event"]
+    assert [x["event"] for x in got] == [
+        "telegram_call_failed_for_after_tries",
+        "telegram_call_failed_for_after_tries",
+        "update_processed",
+    ]
+    assert got[0]["message"] == "telegram call failed for x after 3 tries"
+    assert got[2]["message"] == "update processed" and got[2]["outcome"] == "done"
+    assert list(got[2])[:5] == ["time", "level", "logger", "event", "message"]
+
+
+def test_uvicorn_color_message_is_dropped(stream: io.StringIO) -> None:
+    # What uvicorn's loggers send (a logger of our own: other tests reconfigure uvicorn's).
+    logging.getLogger("t.uvicorn").info(
+        "Started server process [%d]", 42, extra={"color_message": "\x1b[32mStarted\x1b[0m"}
+    )
+    [line] = [x for x in lines(stream) if x["logger"] == "t.uvicorn"]
+    assert line["message"] == "Started server process [42]"
+    assert "color_message" not in line and "\x1b" not in json.dumps(line)
+    assert line["event"] == "started_server_process"
+
+
+def test_a_cached_traceback_is_rendered(stream: io.StringIO) -> None:
+    record = logging.LogRecord("t.cached", logging.ERROR, __file__, 1, "failed", None, None)
+    record.exc_text = "Traceback (most recent call last):\n  ...\nValueError: already redacted"
+    logging.getLogger("t.cached").handle(record)
+    [line] = [x for x in lines(stream) if x["logger"] == "t.cached"]
+    assert "already redacted" in str(line["exception"])
+
+
+def test_passwords_in_urls_never_reach_a_line(stream: io.StringIO) -> None:
+    from app.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        BOT_TOKEN="123:abc",
+        USER_SERVICE_BASE="http://gateway:Us3rPassw0rd@users.test",
+        AGENT_SERVICE_BASE="http://bot:Ag3ntPassw0rd@agent.test",
+        DATABASE_URL="postgresql://app:Db%40Passw0rd@db.test/gw",
+    )
+    redactor.update(settings.secret_values())
+    log = get_logger("t.urls")
+    log.info("calling %s", settings.USER_SERVICE_BASE + "/api/users")
+    log.info("agent at %s", settings.AGENT_SERVICE_BASE)
+    log.info("connecting with password Db@Passw0rd decoded")
+    log.info("some other url https://someone:Oth3rSecret@x.test/y")
+    text = stream.getvalue()
+    for secret in ("Us3rPassw0rd", "Ag3ntPassw0rd", "Db@Passw0rd", "Db%40Passw0rd", "Oth3rSecret"):
+        assert secret not in text
+    assert "http://gateway:***@users.test/api/users" in text
+    shown = repr(settings)
+    assert "Us3rPassw0rd" not in shown and "Ag3ntPassw0rd" not in shown
+    assert "Db%40Passw0rd" not in shown and "http://gateway:***@users.test" in shown

@@ -7,7 +7,6 @@ are exercised by the integration and end-to-end suites.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,14 +16,20 @@ import httpx
 import pytest
 
 from app.agent_client import AgentClient
-from app.db import create_schema, make_engine
-from app.inbox import DONE, IGNORED, Inbox, InboxItem, NewUpdate
-from app.keyboards import InMemoryCallbackStore
+from app.delivery import DeliveredJob
+from app.errors import Unavailable, UserServiceError, Verdict, classify
+from app.inbound.ingest import classify_update
 from app.metrics import Metrics
-from app.pipeline import Pipeline, Unavailable, is_outage
-from app.storage_retry import RetryQueue
+from app.processing.callback_acker import CallbackAcker
+from app.processing.history import History
+from app.processing.keyboards import InMemoryCallbackStore
+from app.processing.pipeline import Pipeline
+from app.storage.engine import make_engine
+from app.storage.inbox import DONE, IGNORED, Inbox, InboxItem, NewUpdate
+from app.storage.migrate import create_schema
+from app.storage.retry_queue import RetryQueue
 from app.telegram_client import TelegramClient
-from app.user_client import UserServiceError
+from tests.support.fakes import FakeDelivery, FakeUserService
 
 SAMPLES = [
     json.loads(line)
@@ -32,106 +37,26 @@ SAMPLES = [
 ]
 
 
-class FakeUsers:
-    def __init__(self) -> None:
-        self.users: dict[int, dict[str, Any]] = {}
-        self.rows: list[dict[str, Any]] = []
-        self.fail_log: UserServiceError | None = None
-        self.fail_lookup: UserServiceError | None = None
-
-    async def get_user_by_telegram(self, telegram_id: int) -> dict[str, Any] | None:
-        if self.fail_lookup:
-            raise self.fail_lookup
-        return self.users.get(telegram_id)
-
-    async def register_user_from_telegram(
-        self, telegram_id: int, chat: dict[str, Any]
-    ) -> dict[str, Any]:
-        user = {
-            "id": f"u{telegram_id}",
-            "telegram_id": telegram_id,
-            "full_name": chat.get("first_name"),
-        }
-        self.users[telegram_id] = user
-        return user
-
-    async def log_interaction(self, **payload: Any) -> dict[str, Any]:
-        if self.fail_log:
-            raise self.fail_log
-        self.rows.append(payload)
-        return payload
-
-    async def get_interactions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
-
-    async def find_interactions(
-        self,
-        user_id: str,
-        *,
-        telegram_message_id: int | None = None,
-        chat_id: int | None = None,
-        direction: str | None = None,
-        limit: int = 50,
-    ) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in reversed(self.rows)
-            if r["user_id"] == user_id
-            and (telegram_message_id is None or r.get("telegram_message_id") == telegram_message_id)
-            and (chat_id is None or r.get("chat_id") in (None, chat_id))
-            and (direction is None or r.get("direction") in (None, direction))
-        ][:limit]
-
-    async def interaction_exists_by_telegram_message_id(
-        self,
-        user_id: str,
-        message_id: int,
-        chat_id: int | None = None,
-        direction: str | None = None,
-    ) -> bool:
-        return any(
-            r["user_id"] == user_id
-            and r["telegram_message_id"] == message_id
-            and r.get("direction") in (None, direction)
-            for r in self.rows
-        )
-
-
-class FakeDelivery:
-    def __init__(self) -> None:
-        self.jobs: list[dict[str, Any]] = []
-        self.typing_chats: list[int] = []
-        self.active: list[int] = []
-
-    async def enqueue(self, job_key: str, chat_id: int, text: str, **kw: Any) -> None:
-        self.jobs.append({"job_key": job_key, "chat_id": chat_id, "text": text, **kw})
-
-    @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
-        self.typing_chats.append(chat_id)
-        yield
-
-    async def mark_active(self, chat_id: int) -> None:
-        self.active.append(chat_id)
-
-
 class Env:
     def __init__(self, engine: Any) -> None:
-        self.users = FakeUsers()
+        self.users = FakeUserService()
         self.delivery = FakeDelivery()
         self.inbox = Inbox(engine, owner="t", lease_seconds=30)
         self.http = httpx.AsyncClient(transport=httpx.MockTransport(self._telegram))
         self.telegram_calls: list[str] = []
-        self.queue = RetryQueue(engine, self.users)  # type: ignore[arg-type]
+        self.queue = RetryQueue(engine, self.users)
+        self.history = History(self.users, self.queue)
+        telegram = TelegramClient(self.http, "1:test", base="http://tg.invalid")
+        self.acker = CallbackAcker(telegram, self.inbox)
         self.pipeline = Pipeline(
             inbox=self.inbox,
-            users=self.users,  # type: ignore[arg-type]
+            users=self.users,
             agent=AgentClient(self.http, None, timeout=5),
-            telegram=TelegramClient(self.http, "1:test", base="http://tg.invalid"),
+            history=self.history,
             delivery=self.delivery,
             callbacks=InMemoryCallbackStore(),
-            retry_queue=self.queue,
             metrics=Metrics(),
+            answer_callback=self.acker.answer_once,
         )
 
     def _telegram(self, request: httpx.Request) -> httpx.Response:
@@ -139,9 +64,7 @@ class Env:
         return httpx.Response(200, json={"ok": True, "result": True})
 
     async def run(self, update: dict[str, Any]) -> tuple[str, InboxItem]:
-        from app.ingest import classify
-
-        row = classify(update)
+        row = classify_update(update)
         assert row is not None
         await self.inbox.add_many(
             [NewUpdate(row.update_id, row.chat_key, row.kind, json.dumps(update))]
@@ -191,9 +114,7 @@ async def test_new_user_full_flow(env: Env) -> None:
 
 async def test_resume_skips_done_steps(env: Env) -> None:
     update = text_update(2, "again")
-    from app.ingest import classify
-
-    row = classify(update)
+    row = classify_update(update)
     assert row is not None
     await env.inbox.add_many([NewUpdate(2, row.chat_key, row.kind, json.dumps(update))])
     [item] = await env.inbox.claim(1)
@@ -210,7 +131,7 @@ async def test_resume_skips_done_steps(env: Env) -> None:
 
 async def test_duplicate_in_history_is_not_answered(env: Env) -> None:
     env.users.users[42] = {"id": "u42"}
-    env.users.rows.append({"user_id": "u42", "telegram_message_id": 10, "direction": "in"})
+    await env.users.log_interaction("u42", "hello", "in", 10)
     state, _ = await env.run(text_update(3, "hello", message_id=10))
     assert state == DONE
     assert env.delivery.jobs == []
@@ -234,10 +155,10 @@ async def test_user_service_outage_is_an_outage(env: Env) -> None:
     env.users.fail_lookup = UserServiceError("down", status=None)
     with pytest.raises(UserServiceError) as info:
         await env.run(text_update(5, "x"))
-    assert is_outage(info.value)
-    assert is_outage(Unavailable())
-    assert not is_outage(UserServiceError("bad", status=500))
-    assert not is_outage(ValueError())
+    assert classify(info.value) is Verdict.OUTAGE
+    assert classify(Unavailable()) is Verdict.OUTAGE
+    assert classify(UserServiceError("bad", status=500)) is Verdict.FAILURE
+    assert classify(ValueError()) is Verdict.FAILURE
 
 
 async def test_edited_message_recorded_not_answered(env: Env) -> None:
@@ -293,9 +214,8 @@ async def test_agent_context_is_earlier_history_oldest_first(env: Env) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(agent)) as http:
         env.pipeline.agent = AgentClient(http, "http://agent.invalid", timeout=5)
         await env.run(text_update(20, "first", message_id=1))
-        env.users.rows.append(  # what delivery's hook would write for the reply
-            {"user_id": "u42", "direction": "out", "message_text": "ok", "telegram_message_id": 2}
-        )
+        # what delivery's hook would write for the reply
+        await env.users.log_interaction("u42", "ok", "out", 2)
         await env.run(text_update(21, "second", message_id=3))
     assert sent[0]["history"] == []  # the message being answered is not its own context
     assert [h["text"] for h in sent[1]["history"]] == ["first", "ok"]
@@ -309,9 +229,7 @@ class Killed(BaseException):
 async def _run_killed_after_inbound_write(env: Env, update: dict[str, Any]) -> InboxItem:
     """Process `update` and die right after its inbound row is written, before the step is
     saved; then hand the update back as an expired lease would. Returns the re-claimed item."""
-    from app.ingest import classify
-
-    row = classify(update)
+    row = classify_update(update)
     assert row is not None
     await env.inbox.add_many([NewUpdate(row.update_id, row.chat_key, row.kind, json.dumps(update))])
     [item] = await env.inbox.claim(10)
@@ -356,28 +274,18 @@ async def test_kill_after_inbound_write_of_a_button_press_writes_once(env: Env) 
 async def test_a_row_written_by_another_gateway_is_still_a_duplicate(env: Env) -> None:
     """Same update id, but this run never got past the user step: someone else wrote it."""
     env.users.users[42] = {"id": "u42"}
-    env.users.rows.append(
-        {
-            "user_id": "u42",
-            "telegram_message_id": 12,
-            "direction": "in",
-            "chat_id": 42,
-            "metadata": {"update_id": 71},
-        }
-    )
+    await env.users.log_interaction("u42", "seen before", "in", 12, {"update_id": 71}, 42)
     state, _ = await env.run(text_update(71, "seen before", message_id=12))
     assert state == DONE
     assert env.delivery.jobs == [] and len(env.users.rows) == 1
 
 
 async def test_outbound_hook_rerun_does_not_write_twice(env: Env) -> None:
-    from app.delivery import DeliveredJob
-
     history = {"user_id": "u42", "chat_id": 42, "message_text": "hi", "metadata": {}}
     job = DeliveredJob(1, "reply:9", 42, [501], ["hi"], history, 0.0)
-    await env.pipeline.on_delivered(job)
+    await env.history.on_delivered(job)
     assert len(env.users.rows) == 1
     # The process died after the write, before the job was marked recorded: the hook runs again.
     rerun = DeliveredJob(1, "reply:9", 42, [501], ["hi"], history, 0.0, maybe_done=True)
-    await env.pipeline.on_delivered(rerun)
+    await env.history.on_delivered(rerun)
     assert len(env.users.rows) == 1

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import storage_retry
-from app.db import create_schema, make_engine
-from app.storage_retry import RetryQueue
+from app.storage.engine import make_engine
+from app.storage.migrate import create_schema
+from app.storage.retry_queue import RetryQueue
 from app.user_client import UserServiceError
 
 
@@ -21,13 +22,31 @@ class Writer:
     def __init__(self) -> None:
         self.written: list[dict[str, Any]] = []
         self.error: Exception | None = None
+        self.refuse: dict[str, Exception] = {}  # message_text -> the error that write gets
         self.delay = 0.0
 
-    async def log_interaction(self, **payload: Any) -> dict[str, Any]:
+    async def log_interaction(
+        self,
+        user_id: str,
+        message_text: str,
+        direction: str = "in",
+        telegram_message_id: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        chat_id: int | None = None,
+    ) -> dict[str, Any]:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
+        if message_text in self.refuse:
+            raise self.refuse[message_text]
+        payload: dict[str, Any] = {
+            "user_id": user_id,
+            "message_text": message_text,
+            "direction": direction,
+            "telegram_message_id": telegram_message_id,
+        }
+        payload.update({k: v for k, v in (("metadata", metadata), ("chat_id", chat_id)) if v})
         self.written.append(payload)
         return payload
 
@@ -83,8 +102,10 @@ async def test_service_down_keeps_rows_and_backs_off(engine: AsyncEngine) -> Non
     await queue.enqueue(payload(2), dedupe_key="in:2")
     assert await queue.flush() == 0
     [first, second] = await queue.list()
-    assert first["attempts"] == 1 and "down" in first["last_error"]
-    assert second["attempts"] == 0  # stopped at the first outage: the rest would fail too
+    # An outage is never held against the row (it cannot make it dead), but it backs off.
+    assert first["attempts"] == 0 and "down" in first["last_error"]
+    assert first["next_attempt_at"] > time.time()
+    assert second["last_error"] is None  # stopped at the first outage: the rest would fail too
     writer.error = None
     assert await queue.flush() == 1  # the first row waits for its back-off
     await queue.make_all_due()  # what POST /admin/flush-retries does
@@ -93,19 +114,18 @@ async def test_service_down_keeps_rows_and_backs_off(engine: AsyncEngine) -> Non
 
 
 async def test_rejected_row_does_not_block_the_others(engine: AsyncEngine) -> None:
-    class Picky(Writer):
-        async def log_interaction(self, **p: Any) -> dict[str, Any]:
-            if p["message_text"] == "m1":
-                raise UserServiceError("unknown user", status=404)
-            return await super().log_interaction(**p)
-
-    writer = Picky()
+    writer = Writer()
+    writer.refuse["m1"] = UserServiceError("unknown user", status=404)
     queue = RetryQueue(engine, writer)
     await queue.enqueue(payload(1))
     await queue.enqueue(payload(2))
     assert await queue.flush() == 1
     [kept] = await queue.list()
     assert kept["payload"]["message_text"] == "m1"  # kept for a human, never dropped
+    assert kept["state"] == "dead"  # a 404 is a permanent refusal: not retried forever
+    assert await queue.flush() == 0 and writer.written == [payload(2)]
+    assert await queue.requeue(kept["id"])  # an operator gives it another go
+    assert (await queue.list())[0]["state"] == "pending"
 
 
 async def test_two_flushers_never_send_a_row_twice(engine: AsyncEngine) -> None:
@@ -117,24 +137,6 @@ async def test_two_flushers_never_send_a_row_twice(engine: AsyncEngine) -> None:
     sent = await asyncio.gather(a.flush(), b.flush())
     assert sum(sent) == 20
     assert sorted(p["telegram_message_id"] for p in writer.written) == list(range(20))
-
-
-async def test_original_module_functions(engine: AsyncEngine) -> None:
-    writer = Writer()
-    queue = RetryQueue(engine, writer)
-    storage_retry.set_default(queue)
-    try:
-        storage_retry.enqueue_failed_interaction(payload(9))
-        deadline = asyncio.get_running_loop().time() + 5
-        while await queue.size() == 0:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
-        assert await storage_retry.flush_retries() == 1
-        assert writer.written == [payload(9)]
-    finally:
-        storage_retry.set_default(None)
-    with pytest.raises(RuntimeError):
-        await storage_retry.flush_retries()
 
 
 async def test_replay_of_a_write_that_reached_the_service_is_skipped(engine: AsyncEngine) -> None:

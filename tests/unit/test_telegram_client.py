@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from app import telegram_client
+from app.errors import Verdict, classify
 from app.logger import build_formatter
 from app.telegram_client import TelegramClient, TelegramClientError
 
@@ -119,10 +119,9 @@ async def test_real_error_bodies(client: TelegramClient, sample: dict[str, Any])
     assert err.description == body["description"]
     assert body["description"] in str(err) and TOKEN not in str(err)
     code = body["error_code"]
-    assert err.is_rate_limited == (code == 429)
-    assert err.is_transient is False
-    assert err.is_permanent == (code != 429)
-    assert err.is_parse_error == ("can't parse entities" in body["description"])
+    verdict = classify(err)
+    assert (verdict is Verdict.RATE_LIMITED) == (code == 429)
+    assert (verdict is Verdict.BAD_MARKUP) == ("can't parse entities" in body["description"])
     retry_after = body.get("parameters", {}).get("retry_after")
     assert err.retry_after == (float(retry_after) if retry_after is not None else None)
 
@@ -132,12 +131,16 @@ async def test_specific_errors(client: TelegramClient) -> None:
     def by(text: str) -> dict[str, Any]:
         return next(r for r in ERRORS if text in r["body"]["description"])
 
-    cases = {
-        "retry after 2282": lambda e: e.is_rate_limited and e.retry_after == 2282.0,
-        "blocked by the user": lambda e: e.is_permanent and e.is_chat_unreachable,
-        "chat not found": lambda e: e.is_permanent and e.is_chat_unreachable,
-        "Unexpected end of name token": lambda e: e.is_parse_error and e.is_permanent,
-        "upgraded to a supergroup": lambda e: e.migrate_to_chat_id == -1001557912345,
+    cases: dict[str, Callable[[TelegramClientError], bool]] = {
+        "retry after 2282": lambda e: (
+            classify(e) is Verdict.RATE_LIMITED and e.retry_after == 2282.0
+        ),
+        "blocked by the user": lambda e: classify(e) is Verdict.CHAT_GONE,
+        "chat not found": lambda e: classify(e) is Verdict.CHAT_GONE,
+        "Unexpected end of name token": lambda e: classify(e) is Verdict.BAD_MARKUP,
+        "upgraded to a supergroup": lambda e: (
+            e.migrate_to_chat_id == -1001557912345 and classify(e) is Verdict.MIGRATED
+        ),
     }
     for text, check in cases.items():
         sample = by(text)
@@ -153,7 +156,7 @@ def test_user_deactivated_is_permanent() -> None:
     err = TelegramClientError(
         "sendMessage", status=403, error_code=403, description="Forbidden: user is deactivated"
     )
-    assert err.is_permanent and err.is_chat_unreachable and not err.is_transient
+    assert classify(err) is Verdict.CHAT_GONE
 
 
 @respx.mock
@@ -164,8 +167,8 @@ async def test_5xx_is_transient(client: TelegramClient) -> None:
     with pytest.raises(TelegramClientError) as info:
         await client.send_message(1, "x")
     err = info.value
-    assert err.status == 502 and err.error_code is None and err.is_transient
-    assert not err.is_permanent and not err.is_rate_limited
+    assert err.status == 502 and err.error_code is None
+    assert classify(err) is Verdict.OUTAGE
     assert "not JSON" in err.description
 
     respx.post(f"{URL}/sendMessage").mock(
@@ -175,7 +178,7 @@ async def test_5xx_is_transient(client: TelegramClient) -> None:
     )
     with pytest.raises(TelegramClientError) as info:
         await client.send_message(1, "x")
-    assert info.value.is_transient and info.value.error_code == 500
+    assert classify(info.value) is Verdict.OUTAGE and info.value.error_code == 500
 
 
 @respx.mock
@@ -213,7 +216,7 @@ async def test_network_errors_never_show_the_token(
     finally:
         logging.getLogger().removeHandler(handler)
     err = info.value
-    assert err.status is None and err.is_transient and not err.is_permanent
+    assert err.status is None and classify(err) is Verdict.OUTAGE
     assert type(exc).__name__ in str(err)
     assert TOKEN not in str(err) and TOKEN not in repr(err)
     assert err.__cause__ is None and err.__suppress_context__
@@ -224,48 +227,3 @@ async def test_network_errors_never_show_the_token(
             assert TOKEN not in json.dumps(record.__dict__, default=str)
     assert "telegram call failed" in stream.getvalue()
     assert TOKEN not in repr(client)
-
-
-@respx.mock
-async def test_module_wrappers_use_the_default(client: TelegramClient) -> None:
-    route = respx.post(f"{URL}/sendMessage").mock(
-        return_value=httpx.Response(200, json={"ok": True, "result": {"message_id": 3}})
-    )
-    respx.post(f"{URL}/sendChatAction").mock(
-        return_value=httpx.Response(200, json={"ok": True, "result": True})
-    )
-    respx.post(f"{URL}/setWebhook").mock(
-        return_value=httpx.Response(200, json={"ok": True, "result": True})
-    )
-    respx.post(f"{URL}/deleteWebhook").mock(
-        return_value=httpx.Response(200, json={"ok": True, "result": True})
-    )
-    telegram_client.set_default(client)
-    try:
-        assert (await telegram_client.send_message(5, "hey", "HTML"))["result"]["message_id"] == 3
-        assert sent_json(route) == {"chat_id": 5, "text": "hey", "parse_mode": "HTML"}
-        assert (await telegram_client.send_typing(5))["result"] is True
-        assert (await telegram_client.set_webhook("https://x.test/w", "s"))["ok"]
-        assert (await telegram_client.delete_webhook())["ok"]
-    finally:
-        telegram_client.set_default(None)
-
-
-async def test_default_built_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import config
-
-    monkeypatch.setattr(
-        config,
-        "_settings",
-        config.Settings(
-            BOT_TOKEN=TOKEN, USER_SERVICE_BASE="http://users.test", TELEGRAM_API_BASE=BASE
-        ),
-    )
-    telegram_client.set_default(None)
-    try:
-        default = telegram_client.get_default()
-        assert default is telegram_client.get_default()
-        assert default.base == BASE and default.timeout == 10
-        await default.http.aclose()
-    finally:
-        telegram_client.set_default(None)

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
-from app.db import create_schema, make_engine
-from app.inbox import DEAD, DONE, Inbox, InboxItem, NewUpdate
+from app.errors import Unavailable
 from app.metrics import Metrics
-from app.pipeline import Outcome, Unavailable
-from app.workers import Dispatcher
+from app.processing.dispatcher import Dispatcher
+from app.processing.pipeline import Outcome
+from app.storage.engine import make_engine
+from app.storage.inbox import DEAD, DONE, Inbox, InboxItem, NewUpdate
+from app.storage.migrate import create_schema
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`app.db.WriteGate`: one SQLite writer at a time, urgent writers first, cancellation-safe."""
+"""`app.storage.engine.WriteGate`: one SQLite writer at a time, urgent writers first, cancellation-safe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.db import WriteGate, make_engine, write, write_gate
+from app.storage.engine import WriteGate, make_engine, write, write_gate
 
 
 async def test_urgent_waiters_go_before_normal_ones() -> None:

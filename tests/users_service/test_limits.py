@@ -177,5 +177,5 @@ def test_hang_up_mid_upload_is_info_and_others_are_served(
     wait_until(lambda: proc.output().count(HANG_UP) >= before + 2, what="two INFO hang-up lines")
     out = proc.output()
     hang_ups = [line for line in out.splitlines() if HANG_UP in line]
-    assert all(" INFO " in line for line in hang_ups), hang_ups
-    assert "ERROR" not in out and "Traceback" not in out, out
+    assert all(json.loads(line)["level"] == "info" for line in hang_ups), hang_ups
+    assert '"level": "error"' not in out and "Traceback" not in out, out

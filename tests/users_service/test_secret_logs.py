@@ -10,6 +10,7 @@ pass because the password never left the service.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -19,10 +20,10 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.fake_postgres import FakePostgres
 from tests.support.pg import PG_ADMIN_DSN, require_postgres, temp_database
 from tests.support.servers import ROOT, free_port, wait_until
 from tests.support.users_service import users_service_process
-from tests.users_service.fake_postgres import FakePostgres
 
 PASSWORD = "S3cretPw-81c3"
 API_KEY = "ApiKey-5e0b-secret"
@@ -161,10 +162,12 @@ def test_every_handler_in_the_process_redacts() -> None:
     )
     assert code == 0 and "done" in out, out
     assert PASSWORD not in out and API_KEY not in out, out
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    rendered = "\n".join(f"{x['message']}\n{x.get('exception', '')}" for x in lines)
     for line in (
         "RuntimeError: driver said ***",
         '"GET /x?key=*** HTTP/1.1" 200',
         "Task exception was never retrieved: ***",
         "reconnect with ***",
     ):
-        assert line in out, out
+        assert line in rendered, out

@@ -17,10 +17,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.inbox import Inbox, NewUpdate
-from app.ingest import HANDLED_KINDS, classify
+from app.errors import Verdict, classify, retry_after
+from app.inbound.ingest import classify_update
 from app.logger import get_logger
-from app.telegram_client import TelegramClient, TelegramClientError
+from app.storage.inbox import Inbox, NewUpdate
+from app.telegram_client import TelegramClient
+from app.utils import HANDLED_KINDS
 
 log = get_logger(__name__)
 
@@ -57,12 +59,15 @@ class Poller:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, TelegramClientError) and exc.code == 409:
-                    webhook_deleted = False  # someone set a webhook again
+                verdict = classify(exc)
+                if verdict is Verdict.CONFLICT:
+                    webhook_deleted = False  # someone set a webhook again (or another poller)
+                wait = (retry_after(exc) if verdict is Verdict.RATE_LIMITED else None) or backoff
                 log.warning(
-                    "getUpdates failed; retrying", extra={"error": str(exc), "retry_in": backoff}
+                    "getUpdates failed; retrying",
+                    extra={"error": str(exc), "verdict": verdict.value, "retry_in": wait},
                 )
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(wait)
                 backoff = min(backoff * 2, self.max_backoff)
 
     async def poll_once(self) -> int:
@@ -74,7 +79,7 @@ class Poller:
         rows: list[NewUpdate] = []
         last_id: int | None = None
         for update in updates:
-            row = classify(update)
+            row = classify_update(update)
             update_id = update.get("update_id") if isinstance(update, dict) else None
             if isinstance(update_id, int):
                 last_id = update_id if last_id is None else max(last_id, update_id)

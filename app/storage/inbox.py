@@ -25,10 +25,16 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import is_sqlite, now, write, write_gate
-from app.tables import inbox
+from app.storage.engine import is_sqlite, now, write, write_gate
+from app.storage.states import InboxState
+from app.storage.tables import inbox
 
-PENDING, DONE, DEAD, IGNORED = "pending", "done", "dead", "ignored"
+PENDING, DONE, DEAD, IGNORED = (
+    InboxState.PENDING,
+    InboxState.DONE,
+    InboxState.DEAD,
+    InboxState.IGNORED,
+)
 
 # Constant statements (no input is ever formatted into them); values are bound parameters.
 _INSERT_SQLITE = (
@@ -195,7 +201,7 @@ class Inbox:
                 .values(progress=json.dumps(progress, ensure_ascii=False))
             )
 
-    async def finish(self, seq: int, state: str, note: str | None = None) -> None:
+    async def finish(self, seq: int, state: InboxState, note: str | None = None) -> None:
         """Mark done / ignored / dead and drop the lease."""
         values: dict[str, Any] = {
             "state": state,
@@ -232,12 +238,25 @@ class Inbox:
                 .values(lease_owner=None, lease_expires_at=None)
             )
 
+    async def claim_callback_answers(self, update_ids: Sequence[int]) -> set[int]:
+        """Take the right to answer these updates' callback queries; the ids won (once ever)."""
+        if not update_ids:
+            return set()
+        async with write(self.engine) as conn:
+            result = await conn.execute(
+                update(inbox)
+                .where(inbox.c.update_id.in_(list(update_ids)), inbox.c.answered_at.is_(None))
+                .values(answered_at=now())
+                .returning(inbox.c.update_id)
+            )
+            return {int(u) for u in result.scalars()}
+
     async def get(self, update_id: int) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(inbox).where(inbox.c.update_id == update_id))).first()
         return _row_dict(row._mapping) if row is not None else None
 
-    async def list_by_state(self, state: str, limit: int = 100) -> list[dict[str, Any]]:
+    async def list_by_state(self, state: InboxState, limit: int = 100) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(inbox).where(inbox.c.state == state).order_by(inbox.c.seq).limit(limit)

@@ -20,10 +20,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.inbox import NewUpdate
-from app.ingest import IngestBatcher, IngestUnavailable, classify
+from app.errors import IngestUnavailable
+from app.inbound.ingest import IngestBatcher, classify_update
 from app.logger import get_logger
 from app.metrics import Metrics
+from app.storage.inbox import NewUpdate
 
 log = get_logger(__name__)
 
@@ -69,7 +70,7 @@ def make_webhook_endpoint(
         except orjson.JSONDecodeError:
             outcome.labels("bad_json").inc()
             return _json(400, b'{"ok":false,"description":"malformed JSON"}')
-        row = classify(update)
+        row = classify_update(update)
         if row is None:
             outcome.labels("ignored").inc()
             if log.isEnabledFor(10):

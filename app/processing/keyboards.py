@@ -15,22 +15,14 @@ for one of our keys), is stored in a `CallbackStore` and replaced by a short key
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from app.db import now, write
 from app.logger import get_logger
-from app.tables import callback_data
+from app.storage.callbacks import KEY_PREFIX, SqlCallbackStore, make_key
 
 log = get_logger(__name__)
 
 MAX_DATA_BYTES = 64
-KEY_PREFIX = "cb:"
 MAX_TEXT_CHARS = 64
 MAX_PER_ROW = 8
 MAX_BUTTONS = 100
@@ -38,21 +30,11 @@ _URL_SCHEMES = ("https://", "http://", "tg://")
 
 
 class CallbackStore(Protocol):
-    """Where long callback data lives, behind a short key."""
+    """Where long callback data lives, behind a short key (`SqlCallbackStore` in production)."""
 
     async def put(self, data: str) -> str: ...
 
     async def get(self, key: str) -> str | None: ...
-
-
-def make_key(data: str) -> str:
-    """A short key (25 ASCII characters) derived from the data.
-
-    Deterministic on purpose: storing the same data twice (a replayed reply, two replicas) gives
-    the same key and one row, so `put` is idempotent without a read first.
-    """
-    digest = hashlib.sha256(data.encode("utf-8", "surrogatepass")).digest()[:16]
-    return KEY_PREFIX + base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 class InMemoryCallbackStore:
@@ -68,28 +50,6 @@ class InMemoryCallbackStore:
 
     async def get(self, key: str) -> str | None:
         return self.items.get(key)
-
-
-class SqlCallbackStore:
-    """A `CallbackStore` on the gateway database's `callback_data` table (SQLite or PostgreSQL)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def put(self, data: str) -> str:
-        key = make_key(data)
-        values = {"key": key, "data": data, "created_at": now()}
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(callback_data).values(**values).on_conflict_do_nothing()
-        async with write(self.engine) as conn:
-            await conn.execute(stmt)
-        return key
-
-    async def get(self, key: str) -> str | None:
-        async with self.engine.connect() as conn:
-            row = await conn.execute(select(callback_data.c.data).where(callback_data.c.key == key))
-            value = row.scalar_one_or_none()
-        return value if isinstance(value, str) else None
 
 
 def needs_storing(data: str) -> bool:
@@ -192,3 +152,15 @@ async def build_inline_keyboard(actions: Any, store: CallbackStore) -> dict[str,
         rows.extend(buttons[i : i + MAX_PER_ROW] for i in range(0, len(buttons), MAX_PER_ROW))
     rows.extend(single)
     return {"inline_keyboard": rows} if rows else None
+
+
+__all__ = [
+    "KEY_PREFIX",
+    "CallbackStore",
+    "InMemoryCallbackStore",
+    "SqlCallbackStore",
+    "build_inline_keyboard",
+    "make_key",
+    "needs_storing",
+    "resolve_callback_data",
+]

@@ -12,9 +12,21 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
-from app.db import BigIntId, metadata
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer, "sqlite")
 
 inbox = Table(
     "inbox",
@@ -34,6 +46,8 @@ inbox = Table(
     Column("last_error", Text, nullable=True),
     Column("received_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    # When a pressed button's callback query was answered (claimed): once, by anyone.
+    Column("answered_at", Float, nullable=True),
 )
 # The worker's question is "the oldest unfinished update of each chat": (state, chat_key, seq).
 Index("ix_inbox_state_chat_seq", inbox.c.state, inbox.c.chat_key, inbox.c.seq)
@@ -46,6 +60,8 @@ storage_retry = Table(
     # A stable key (e.g. "in:<update_id>") so the same history write is never queued twice.
     Column("dedupe_key", String(128), nullable=True, unique=True),
     Column("payload", Text, nullable=False),
+    # pending -> (deleted once written) | dead (refused for good, kept for a human)
+    Column("state", String(12), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("last_error", Text, nullable=True),

@@ -10,9 +10,13 @@ once), keep its leases alive, sort failures, and stop cleanly.
 - Leases are renewed every third of `LEASE_SECONDS` while work is in flight, so a five-minute
   agent call is not taken for a dead worker; a killed process stops renewing, and after
   `LEASE_SECONDS` its updates are claimed again (by this process after a restart, or a replica).
-- Failures: an outage of a dependency (`is_outage`) retries with back-off and never makes an
-  update dead; anything else counts an attempt, and after `MAX_ATTEMPTS` the update is set aside
-  as dead (kept, logged, listed by `GET /admin/dead`) so that it does not block its chat forever.
+- Failures: `app.errors.classify` gives the verdict. An outage (or being rate limited) retries
+  with back-off and never makes an update dead; a failure counts an attempt, and after
+  `MAX_ATTEMPTS` the update is set aside as dead (kept, logged, listed by `GET /admin/dead`) so
+  that it does not block its chat forever; a permanent error (retrying cannot help) is dead at
+  once.
+- Every update ends with one canonical log line, `update_processed`: outcome, steps run,
+  duration.
 - `stop(grace)`: stop claiming, let in-flight updates finish within `grace` seconds, then cancel
   the rest and release their leases so the next start resumes them at once.
 """
@@ -21,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 from app.backoff import backoff_delay
-from app.inbox import DEAD, Inbox, InboxItem
+from app.errors import Verdict, classify, retry_after
 from app.logger import bind_correlation, get_logger
 from app.metrics import Metrics
-from app.pipeline import Outcome, is_outage
+from app.processing.pipeline import Outcome
+from app.processing.progress import load, note_outage
+from app.storage.inbox import DEAD, Inbox, InboxItem
 
 log = get_logger(__name__)
 
@@ -131,42 +138,67 @@ class Dispatcher:
             self._wake.set()
 
     async def _handle(self, item: InboxItem) -> None:
+        started = time.perf_counter()
         try:
             outcome = await self.handler(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(item, exc)
+            await self._failed(item, exc, started)
             return
         await self.inbox.finish(item.seq, outcome.state, outcome.note)
         self.metrics.updates_processed.labels(outcome.state).inc()
         log.info(
             "update processed",
-            extra={"state": outcome.state, "note": outcome.note, "kind": item.kind},
+            extra={
+                "event": "update_processed",
+                "outcome": outcome.state,
+                "note": outcome.note,
+                "kind": item.kind,
+                "steps": outcome.steps,
+                "attempt": item.attempts + 1,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
         )
 
-    async def _failed(self, item: InboxItem, exc: Exception) -> None:
+    async def _failed(self, item: InboxItem, exc: Exception, started: float) -> None:
         reason = f"{exc.__class__.__name__}: {exc}"
-        outage = is_outage(exc)
-        self.metrics.update_failures.labels("outage" if outage else "error").inc()
-        if outage:
-            waits = int(item.progress.get("outage_waits", 0)) + 1
-            item.progress["outage_waits"] = waits
-            delay = self._backoff(waits)
-            await self.inbox.save_progress(item.seq, item.progress)
+        verdict = classify(exc)
+        waiting = verdict in (Verdict.OUTAGE, Verdict.RATE_LIMITED)
+        self.metrics.update_failures.labels("outage" if waiting else "error").inc()
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        if waiting:
+            progress = load(item.progress)
+            waits = note_outage(progress)
+            delay = retry_after(exc) or self._backoff(waits)
+            await self.inbox.save_progress(item.seq, dict(progress))
             await self.inbox.retry_later(item.seq, delay, reason, count=False)
             log.warning(
                 "dependency unavailable; update will be retried",
-                extra={"error": reason, "retry_in": round(delay, 2)},
+                extra={
+                    "event": "update_deferred",
+                    "verdict": verdict.value,
+                    "error": reason,
+                    "retry_in": round(delay, 2),
+                    "duration_ms": duration_ms,
+                },
             )
             return
         attempts = item.attempts + 1
-        if attempts >= self.max_attempts:
+        if verdict is Verdict.PERMANENT or attempts >= self.max_attempts:
             await self.inbox.finish(item.seq, DEAD, reason)
             self.metrics.updates_processed.labels(DEAD).inc()
             log.error(
-                "update set aside as dead after repeated failures",
-                extra={"attempts": attempts, "error": reason},
+                "update set aside as dead",
+                extra={
+                    "event": "update_processed",
+                    "outcome": DEAD,
+                    "verdict": verdict.value,
+                    "kind": item.kind,
+                    "attempt": attempts,
+                    "error": reason,
+                    "duration_ms": duration_ms,
+                },
                 exc_info=exc,
             )
             return
@@ -174,7 +206,14 @@ class Dispatcher:
         await self.inbox.retry_later(item.seq, delay, reason, count=True)
         log.warning(
             "update failed; will retry",
-            extra={"attempts": attempts, "retry_in": round(delay, 2), "error": reason},
+            extra={
+                "event": "update_failed",
+                "verdict": verdict.value,
+                "attempt": attempts,
+                "retry_in": round(delay, 2),
+                "error": reason,
+                "duration_ms": duration_ms,
+            },
             exc_info=exc,
         )
 

@@ -1,9 +1,9 @@
-"""`Gateway`: everything one running gateway process holds, built from a `Settings` object.
+"""`Gateway`: the composition root, everything one running gateway process holds.
 
-The app factory creates one `Gateway` per app and starts/stops it with the lifespan. Nothing
-here is global: tests build as many gateways as they like. The original module-level functions
-(`send_message`, `log_interaction`, `flush_retries`, ...) reach the running gateway's objects
-through `install_defaults`, which the lifespan calls.
+Built from a `Settings` object and nothing else: the app factory creates one per app and starts
+and stops it with the lifespan; tests build as many as they like. Each part gets the clients
+and stores it needs handed to it here. The original module-level functions (`send_message`,
+`log_interaction`, `flush_retries`, ...) reach a started gateway through `app.current`.
 """
 
 from __future__ import annotations
@@ -13,29 +13,32 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
-from app import agent_client, storage_retry, telegram_client, user_client
+from app import current
 from app.agent_client import AgentClient
-from app.callback_acker import CallbackAcker
 from app.config import Settings
-from app.db import create_schema, make_engine
-from app.delivery import Delivery
-from app.inbox import Inbox, NewUpdate
-from app.ingest import IngestBatcher
-from app.keyboards import SqlCallbackStore
+from app.delivery import Delivery, DeliveryConfig
+from app.inbound.ingest import IngestBatcher
+from app.inbound.poller import Poller
 from app.logger import get_logger
 from app.metrics import Metrics
-from app.pipeline import Pipeline
-from app.poller import Poller
-from app.storage_retry import RetryQueue
+from app.processing.callback_acker import CallbackAcker
+from app.processing.dispatcher import Dispatcher
+from app.processing.history import History
+from app.processing.pipeline import Pipeline
+from app.storage.callbacks import SqlCallbackStore
+from app.storage.engine import make_engine
+from app.storage.inbox import Inbox, NewUpdate
+from app.storage.migrate import upgrade_to_head
+from app.storage.retry_queue import RetryQueue
 from app.telegram_client import TelegramClient
 from app.user_client import UserServiceClient
-from app.workers import Dispatcher
+from app.utils import HANDLED_KINDS
 
 log = get_logger(__name__)
 
@@ -54,7 +57,9 @@ class Gateway:
             settings.DATABASE_URL, sqlite_synchronous=settings.SQLITE_SYNCHRONOUS
         )
         self.inbox = Inbox(self.engine, owner=self.owner, lease_seconds=settings.LEASE_SECONDS)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        # Idle connections are dropped before a peer's keep-alive (uvicorn: 5 s) would drop them
+        # under a request: that race turns into a failed call (the agent's into "busy").
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4)
         self.telegram_http = httpx.AsyncClient(limits=limits)
         self.users_http = httpx.AsyncClient(limits=limits)
         self.agent_http = httpx.AsyncClient(limits=limits)
@@ -78,28 +83,34 @@ class Gateway:
         )
         self.callbacks = SqlCallbackStore(self.engine)
         self.retry_queue = RetryQueue(
-            self.engine, self.users, self.metrics, base_delay=settings.RETRY_BASE_DELAY
+            self.engine,
+            self.users,
+            self.metrics,
+            base_delay=settings.RETRY_BASE_DELAY,
+            max_attempts=settings.MAX_ATTEMPTS,
         )
-        self.acker = CallbackAcker(self.telegram)
+        self.history = History(
+            self.users, self.retry_queue, context_size=settings.HISTORY_CONTEXT_SIZE
+        )
+        self.acker = CallbackAcker(self.telegram, self.inbox)
         self.delivery = Delivery(
             self.engine,
             self.telegram,
-            settings,
+            DeliveryConfig.from_settings(settings),
             registry=self.metrics.registry,
             owner=self.owner,
-            on_delivered=self._on_delivered,
+            on_delivered=self.history.on_delivered,
+            lane_telegram=self._lane_telegram,
         )
         self.pipeline = Pipeline(
             inbox=self.inbox,
             users=self.users,
             agent=self.agent,
-            telegram=self.telegram,
+            history=self.history,
             delivery=self.delivery,
             callbacks=self.callbacks,
-            retry_queue=self.retry_queue,
             metrics=self.metrics,
-            history_size=settings.HISTORY_CONTEXT_SIZE,
-            already_answered=self.acker.was_answered,
+            answer_callback=self.acker.answer_once,
         )
         self.dispatcher = Dispatcher(
             self.inbox,
@@ -116,8 +127,14 @@ class Gateway:
         self._loops: list[asyncio.Task[None]] = []
         self.started = False
 
-    async def _on_delivered(self, job: object) -> None:
-        await self.pipeline.on_delivered(job)
+    def _lane_telegram(self) -> tuple[TelegramClient, Callable[[], Awaitable[None]]]:
+        """The delivery send lane's own client (built on the lane's thread and loop)."""
+        s = self.settings
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, keepalive_expiry=4))
+        client = TelegramClient(
+            http, s.BOT_TOKEN, base=s.TELEGRAM_API_BASE, timeout=s.REQUEST_TIMEOUT
+        )
+        return client, http.aclose
 
     def _after_commit(self, rows: list[NewUpdate]) -> None:
         self.dispatcher.wake()
@@ -125,7 +142,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        await create_schema(self.engine)
+        await upgrade_to_head(self.engine)
         self.batcher = IngestBatcher(
             self.inbox,
             on_commit=self._after_commit,
@@ -227,7 +244,9 @@ class Gateway:
         while True:
             try:
                 await self.telegram.set_webhook(
-                    self.settings.WEBHOOK_URL, secret_token=self.settings.WEBHOOK_SECRET_TOKEN
+                    self.settings.WEBHOOK_URL,
+                    secret_token=self.settings.WEBHOOK_SECRET_TOKEN,
+                    allowed_updates=list(HANDLED_KINDS),
                 )
             except Exception as exc:
                 log.warning(
@@ -239,22 +258,9 @@ class Gateway:
             log.info("webhook registered with Telegram")
             return
 
-    def install_defaults(self) -> None:
-        """Make the original module-level functions use this gateway's objects."""
-        from app import background_tasks  # imports this module: import late
+    def install(self) -> None:
+        """Route the original module-level functions to this gateway (`app.current`)."""
+        current.install(self)
 
-        telegram_client.set_default(self.telegram)
-        user_client.set_default(self.users)
-        agent_client.set_default(self.agent)
-        storage_retry.set_default(self.retry_queue)
-        background_tasks.set_default(self)
-
-    @staticmethod
-    def uninstall_defaults() -> None:
-        from app import background_tasks
-
-        telegram_client.set_default(None)
-        user_client.set_default(None)
-        agent_client.set_default(None)
-        storage_retry.set_default(None)
-        background_tasks.set_default(None)
+    def uninstall(self) -> None:
+        current.uninstall(self)

@@ -1,4 +1,4 @@
-"""The gateway's own database: engine construction and the shared SQLAlchemy metadata.
+"""The gateway's own database: engine construction, and the write gate every writer passes.
 
 One code path serves SQLite (the embedded default) and PostgreSQL (several replicas sharing
 state). Users write plain URLs (`sqlite:///var/gateway.db`, `postgresql://user@host/db`); the
@@ -21,24 +21,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, MetaData, event
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.config import sqlite_path
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
-BigIntId = BigInteger().with_variant(Integer, "sqlite")
 
 
 def async_url(url: str) -> str:
@@ -81,16 +67,6 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     return create_async_engine(
         driver_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
     )
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create the gateway's tables if they do not exist (idempotent, safe with replicas)."""
-    # Import the modules that declare tables so they are registered on `metadata`.
-    from app import tables  # noqa: F401
-    from app.delivery import tables as delivery_tables  # noqa: F401
-
-    async with write(engine) as conn:
-        await conn.run_sync(metadata.create_all, checkfirst=True)
 
 
 class WriteGate:

@@ -16,16 +16,19 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from app.inbox import Inbox, NewUpdate
+from app.errors import IngestUnavailable
 from app.logger import get_logger
+from app.storage.inbox import Inbox, NewUpdate
+from app.utils import HANDLED_KINDS, chat_key_of
 
 log = get_logger(__name__)
 
-#: Update kinds the pipeline handles; anything else is acknowledged and dropped.
-HANDLED_KINDS = ("message", "edited_message", "callback_query")
+#: The largest `update_id` the inbox column (BIGINT) holds. Telegram's ids are far below it; a
+#: larger one is not an update Telegram sent, and inserting it would fail its whole batch.
+MAX_UPDATE_ID = 2**63 - 1
 
 
-def classify(update: Any) -> NewUpdate | None:
+def classify_update(update: Any) -> NewUpdate | None:
     """`NewUpdate` for an update the gateway handles, else None (not an update / other kind).
 
     Never raises: input is whatever the network sent. The raw text is filled in by the caller.
@@ -33,7 +36,9 @@ def classify(update: Any) -> NewUpdate | None:
     if not isinstance(update, dict):
         return None
     update_id = update.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        return None
+    if not 0 <= update_id <= MAX_UPDATE_ID:
         return None
     for kind in HANDLED_KINDS:
         body = update.get(kind)
@@ -41,32 +46,11 @@ def classify(update: Any) -> NewUpdate | None:
             continue
         if not isinstance(body, dict):
             return None
-        chat_key = _chat_key(kind, body)
+        chat_key = chat_key_of(kind, body)
         if chat_key is None:
             return None
         return NewUpdate(update_id=update_id, chat_key=chat_key, kind=kind, payload="")
     return None
-
-
-def _chat_key(kind: str, body: dict[str, Any]) -> str | None:
-    if kind == "callback_query":
-        message = body.get("message")
-        if isinstance(message, dict):
-            chat = message.get("chat")
-            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
-                return str(chat["id"])
-        sender = body.get("from")
-        if isinstance(sender, dict) and isinstance(sender.get("id"), int):
-            return f"user:{sender['id']}"
-        return None
-    chat = body.get("chat")
-    if isinstance(chat, dict) and isinstance(chat.get("id"), int):
-        return str(chat["id"])
-    return None
-
-
-class IngestUnavailable(Exception):
-    """The update could not be stored: the webhook must answer 503 so Telegram redelivers."""
 
 
 class IngestBatcher:
