@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+from httpx_sse import EventSource
 
 from app import current
 from app.logger import get_logger
@@ -127,6 +129,10 @@ class AgentClient:
             body = response.json()
         except ValueError:
             return self._busy("invalid JSON")
+        return self._reply_from(body)
+
+    def _reply_from(self, body: Any) -> AgentReply:
+        """The contract's `{"reply", "actions"}` as an `AgentReply` (busy when unusable)."""
         if not isinstance(body, dict):
             return self._busy("response is not a JSON object")
         reply = body.get("reply")
@@ -140,6 +146,88 @@ class AgentClient:
             log.warning("agent actions ignored: not a list", extra={"type": type(actions).__name__})
             actions = []
         return AgentReply(reply, actions, "agent")
+
+    async def stream(
+        self, user: dict[str, Any], text: str, **extra: Any
+    ) -> AsyncIterator[str | AgentReply]:
+        """Ask the agent with `stream: true`: yields each piece of text as it comes, then the
+        complete `AgentReply` (last, always). Never raises for the agent's faults.
+
+        Closing the generator (or cancelling the task awaiting it) closes the HTTP stream:
+        that is how a turn is cancelled (the agent stops generating). An agent that answers
+        JSON yields its reply alone. A failure before any text is the busy answer; a failure
+        after some text keeps what was written (`error` says why).
+        """
+        if self.base is None:
+            yield await self.respond(user, text, **extra)
+            return
+        headers = {"Accept": "text/event-stream"}
+        if self._api_key:
+            headers["X-API-Key"] = self._api_key
+        payload = {**extra, "user": user, "text": text, "stream": True}
+        shown: list[str] = []
+        try:
+            async with self.http.stream(
+                "POST",
+                f"{self.base}/api/respond",
+                json=payload,
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, read=self.timeout),
+            ) as response:
+                if not response.is_success:
+                    yield self._busy(f"HTTP {response.status_code}")
+                    return
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    await response.aread()
+                    try:
+                        yield self._reply_from(response.json())
+                    except ValueError:
+                        yield self._busy("invalid JSON")
+                    return
+                async for item in self._events(response, shown):
+                    yield item
+                    if isinstance(item, AgentReply):
+                        return
+        except httpx.TimeoutException as exc:
+            yield self._partial(shown, f"timeout: {exc.__class__.__name__}")
+            return
+        except httpx.HTTPError as exc:
+            yield self._partial(shown, f"connection error: {exc.__class__.__name__}")
+            return
+        yield self._partial(shown, "stream ended without done")
+
+    async def _events(
+        self, response: httpx.Response, shown: list[str]
+    ) -> AsyncIterator[str | AgentReply]:
+        async for sse in EventSource(response).aiter_sse():
+            try:
+                data = json.loads(sse.data) if sse.data else {}
+            except ValueError:
+                yield self._partial(shown, "invalid event data")
+                return
+            if sse.event == "delta" and isinstance(data, dict):
+                piece = data.get("text")
+                if isinstance(piece, str) and piece:
+                    shown.append(piece)
+                    yield piece
+            elif sse.event == "done":
+                reply = self._reply_from(data)
+                if reply.source == "busy" and shown:
+                    reply = AgentReply("".join(shown), [], "agent", error=reply.error)
+                yield reply
+                return
+            elif sse.event == "error":
+                message = data.get("message") if isinstance(data, dict) else None
+                yield self._partial(shown, f"agent error: {message}")
+                return
+
+    def _partial(self, shown: list[str], reason: str) -> AgentReply:
+        """What was written before a failure, or the busy answer when nothing was."""
+        text = "".join(shown)
+        if not text.strip():
+            return self._busy(reason)
+        log.warning("agent stream failed; keeping the partial reply", extra={"reason": reason})
+        return AgentReply(text, [], "agent", error=reason)
 
 
 # --- the original module-level API ----------------------------------------------------------

@@ -24,7 +24,7 @@ async def process_message_flow(
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         update_id = None
     key = f"reply:{update_id}" if update_id is not None else f"flow:{chat_id}:{message_id}"
-    record = Unrecorded(key, update_id)
+    record = Unrecorded(key, str(chat_id), update_id)
     await gateway.pipeline.answer(
         record, user=user, chat_id=chat_id, text=message_text, message_id=message_id, extra={}
     )

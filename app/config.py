@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     RETRY_FLUSH_INTERVAL: float = Field(default=30.0, gt=0)
     TYPING_INTERVAL: float = Field(default=4.0, gt=0)
 
+    # --- streamed replies ----------------------------------------------------------------------
+    STREAM_MODE: Literal["edit", "draft", "off"] = "edit"
+    STREAM_EDIT_INTERVAL: float = Field(default=1.0, ge=0.2, le=60)
+    STREAM_GROUP_EDIT_INTERVAL: float = Field(default=3.0, ge=0.5, le=60)
+
     # --- outbound delivery (Telegram's limits) ----------------------------------------------
     RATE_GLOBAL_PER_SECOND: float = Field(default=30, gt=0)
     RATE_CHAT_PER_SECOND: float = Field(default=1, gt=0)

@@ -18,6 +18,8 @@ The table (docs/architecture.md, "Failures", has the reasoning):
 | Telegram 5xx; Telegram 401 (token revoked: every call fails, the message is fine) | OUTAGE |
 | Telegram 400 "can't parse entities" | BAD_MARKUP (resend as plain text) |
 | Telegram 400 with `migrate_to_chat_id` | MIGRATED (resend to the supergroup) |
+| Telegram 400 "message is not modified" | NOT_MODIFIED (the edit is already there: done) |
+| Telegram 400 "message to edit not found" / "message can't be edited" | EDIT_GONE (send anew) |
 | Telegram 403, 400 "chat not found" / "user is deactivated" / "PEER_ID_INVALID" | CHAT_GONE |
 | Telegram 409 (webhook vs getUpdates) | CONFLICT |
 | Telegram other 4xx | PERMANENT |
@@ -147,12 +149,15 @@ class Verdict(StrEnum):
     BAD_MARKUP = "bad_markup"  # Telegram could not parse the text's entities
     CHAT_GONE = "chat_gone"  # the bot can no longer write to this chat
     MIGRATED = "migrated"  # the group became a supergroup with another id
+    NOT_MODIFIED = "not_modified"  # an edit to the text the message already shows: done
+    EDIT_GONE = "edit_gone"  # the message to edit was deleted, or can no longer be edited
     CONFLICT = "conflict"  # getUpdates while a webhook is set (or another poller runs)
 
 
 #: User Service statuses that mean the service (not this request) is the problem.
 _USER_SERVICE_OUTAGE = frozenset({401, 403, 408, 502, 503, 504})
 _CHAT_GONE_PHRASES = ("chat not found", "user is deactivated", "peer_id_invalid")
+_EDIT_GONE_PHRASES = ("message to edit not found", "message can't be edited")
 
 
 def _telegram(exc: TelegramClientError) -> Verdict:
@@ -170,6 +175,10 @@ def _telegram(exc: TelegramClientError) -> Verdict:
     description = exc.description.lower()
     if code == 400 and "can't parse entities" in description:
         return Verdict.BAD_MARKUP
+    if code == 400 and "message is not modified" in description:
+        return Verdict.NOT_MODIFIED
+    if code == 400 and any(p in description for p in _EDIT_GONE_PHRASES):
+        return Verdict.EDIT_GONE
     if code == 403 or (code == 400 and any(p in description for p in _CHAT_GONE_PHRASES)):
         return Verdict.CHAT_GONE
     return Verdict.PERMANENT

@@ -28,9 +28,11 @@ from app.inbound.poller import Poller
 from app.logger import get_logger
 from app.metrics import Metrics
 from app.processing.callback_acker import CallbackAcker
+from app.processing.cancel import Cancellations
 from app.processing.dispatcher import Dispatcher
 from app.processing.history import History
 from app.processing.pipeline import Pipeline
+from app.processing.streaming import StreamConfig, Streamer, stop_requested
 from app.storage.callbacks import SqlCallbackStore
 from app.storage.engine import make_engine
 from app.storage.inbox import Inbox, NewUpdate
@@ -102,6 +104,20 @@ class Gateway:
             on_delivered=self.history.on_delivered,
             lane_telegram=self._lane_telegram,
         )
+        self.cancellations = Cancellations()
+        self.streamer = Streamer(
+            self.agent,
+            self.delivery.previews,
+            self.delivery.typing,
+            self.cancellations,
+            StreamConfig(
+                mode=settings.STREAM_MODE,
+                interval=settings.STREAM_EDIT_INTERVAL,
+                group_interval=settings.STREAM_GROUP_EDIT_INTERVAL,
+            ),
+            # SQLite runs one process, which hears every stop itself (`_after_commit`).
+            pending_stop=None if self.engine.dialect.name == "sqlite" else self.inbox.pending_stop,
+        )
         self.pipeline = Pipeline(
             inbox=self.inbox,
             users=self.users,
@@ -111,6 +127,7 @@ class Gateway:
             callbacks=self.callbacks,
             metrics=self.metrics,
             answer_callback=self.acker.answer_once,
+            streamer=self.streamer,
         )
         self.dispatcher = Dispatcher(
             self.inbox,
@@ -139,6 +156,9 @@ class Gateway:
     def _after_commit(self, rows: list[NewUpdate]) -> None:
         self.dispatcher.wake()
         self.acker.on_commit(rows)
+        for row in rows:  # a stop must not wait behind the answer it stops
+            if stop_requested(row):
+                self.cancellations.cancel(row.chat_key, f"stop:{row.update_id}")
 
     async def start(self) -> None:
         s = self.settings

@@ -19,11 +19,13 @@ log = get_logger(__name__)
 
 #: Update kinds the gateway handles, in the order they are looked for: the webhook stores only
 #: these, `setWebhook` / `getUpdates` ask Telegram for only these, and the pipeline parses them.
-HANDLED_KINDS = ("message", "edited_message", "callback_query")
+HANDLED_KINDS = ("message", "edited_message", "callback_query", "stopped_message_generation")
 #: The earlier name of `HANDLED_KINDS`.
 SUPPORTED_KINDS = HANDLED_KINDS
 
-Kind = Literal["message", "edited_message", "callback_query", "unsupported"]
+Kind = Literal[
+    "message", "edited_message", "callback_query", "stopped_message_generation", "unsupported"
+]
 
 
 #: What `parse_update` returns: still a dict (the original API), with every key present. The
@@ -334,6 +336,25 @@ def _parse_callback(out: ParsedUpdate, cq: dict[str, Any]) -> ParsedUpdate:
     return out
 
 
+def _parse_stop(out: ParsedUpdate, body: Any) -> ParsedUpdate:
+    """Telegram's stop button under a draft (Bot API 10.3): the chat is the user's private chat."""
+    chat = _dict(_dict(body).get("chat"))
+    chat_id = _int(chat.get("id"))
+    if chat_id is None:
+        return _unsupported(out, "stopped_message_generation without chat")
+    out["chat"], out["chat_id"], out["telegram_id"] = chat, chat_id, chat_id
+    out["chat_key"] = str(chat_id)
+    out["kind"] = "stopped_message_generation"
+    return out
+
+
+def is_stop(parsed: ParsedUpdate) -> bool:
+    """`/stop` (to us), or Telegram's stop button: cancel the answer being written."""
+    if parsed["kind"] == "stopped_message_generation":
+        return True
+    return parsed["kind"] == "message" and parsed["command"] == "/stop"
+
+
 def parse_update(update_json: Any) -> ParsedUpdate:
     """Flatten a Telegram update into what the pipeline needs; never raises.
 
@@ -368,6 +389,8 @@ def parse_update(update_json: Any) -> ParsedUpdate:
             if not isinstance(cq, dict):
                 return _unsupported(out, "callback_query is not an object")
             return _parse_callback(out, cq)
+        if "stopped_message_generation" in update_json:
+            return _parse_stop(out, update_json["stopped_message_generation"])
         other = next((k for k in update_json if k != "update_id"), "nothing")
         return _unsupported(out, f"{other} updates are not handled")
     except Exception as exc:  # pragma: no cover - defensive: every branch above is total

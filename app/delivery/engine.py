@@ -33,6 +33,7 @@ from app.delivery.hooks import DeliveredJob, Hook, HookRunner
 from app.delivery.lane import SendJournal, SendLane, TelegramFactory, journal_path
 from app.delivery.metrics import DeliveryMetrics
 from app.delivery.ports import TelegramAPI
+from app.delivery.previews import Previews
 from app.delivery.recorder import Recorder
 from app.delivery.scheduler import Scheduler
 from app.delivery.sender import Sender, SendOutcome
@@ -148,6 +149,7 @@ class Delivery:
             periodic=self._periodic,
         )
         self.actions = ChatActions(telegram, config, quiet=self._quiet)
+        self.previews = Previews(telegram, self.scheduler)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._journal_pruned = time.monotonic()
@@ -163,6 +165,7 @@ class Delivery:
     def telegram(self, value: TelegramAPI) -> None:
         self.sender.telegram = value
         self.actions.telegram = value
+        self.previews.telegram = value
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -232,8 +235,13 @@ class Delivery:
         reply_markup: dict[str, Any] | None = None,
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
+        edit_message_id: int | None = None,
     ) -> None:
-        """Queue a reply durably; a second call with the same `job_key` does nothing."""
+        """Queue a reply durably; a second call with the same `job_key` does nothing.
+
+        `edit_message_id`: the reply's first part is written over that message (a streamed
+        reply's preview) instead of being sent as a new one; the other parts follow it.
+        """
         parts = plan_parts(
             text,
             parse_mode=parse_mode,
@@ -248,8 +256,9 @@ class Delivery:
                 "parse_mode": p.parse_mode,
                 "reply_markup": p.reply_markup,
                 "reply_to_message_id": p.reply_to_message_id,
+                "edit_message_id": edit_message_id if n == 0 else None,
             }
-            for p in parts
+            for n, p in enumerate(parts)
         ]
         async with self._tx() as conn:
             job_id = await store.insert_job(conn, job_key, chat_id, len(specs), history)

@@ -150,13 +150,13 @@ class SendLane:
         return await asyncio.wrap_future(future)
 
     async def send_and_record(
-        self, params: dict[str, Any], part: PartRow, final: JobState
+        self, method: str, params: dict[str, Any], part: PartRow, final: JobState
     ) -> tuple[dict[str, Any], tuple[bool, bool] | None, float | None]:
         """On the lane: send, then record at once. Returns Telegram's envelope; on PostgreSQL
         (recorded, job complete), on SQLite None (the journal holds the record, the caller
         updates the outbox); and when the record was durable (None: the lane could not)."""
         assert self.telegram is not None
-        envelope = await self.telegram.call("sendMessage", params)
+        envelope = await self.telegram.call(method, params)
         result = envelope.get("result")
         message_id = result.get("message_id") if isinstance(result, dict) else None
         try:

@@ -45,6 +45,11 @@ class TokenBucket:
         self._refill(now)
         return 0.0 if self.tokens >= 1 else now + (1 - self.tokens) / self.rate
 
+    def tokens_now(self) -> float:
+        """Tokens available right now (after refilling)."""
+        self._refill(self.clock())
+        return self.tokens
+
     def take(self) -> None:
         """Spend one token (the caller checked `ready_at`)."""
         self._refill(self.clock())

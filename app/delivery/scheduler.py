@@ -121,12 +121,38 @@ class Scheduler:
         self._last_refill = 0.0
         self._last_renew = 0.0
         self._last_periodic = 0.0
+        # Buckets and flood waits of chats not held right now (previews used them).
+        self._spare: dict[int, TokenBucket] = {}
+        self._floods: dict[int, float] = {}
 
     def flooded(self, chat_id: int) -> bool:
         """Whether the chat (or the bot) is in a flood wait right now."""
         mono = time.monotonic()
         chat = self.chats.get(chat_id)
-        return self.pause_until > mono or (chat is not None and chat.flood_until > mono)
+        until = chat.flood_until if chat is not None else self._floods.get(chat_id, 0.0)
+        return self.pause_until > mono or until > mono
+
+    def budget(self, chat_id: int) -> TokenBucket:
+        """The chat's message bucket, shared by its outbox sends and its previews (a streamed
+        reply's first message): the chat's held state, or a spare one its state adopts later."""
+        chat = self.chats.get(chat_id)
+        if chat is not None:
+            return chat.bucket
+        bucket = self._spare.pop(chat_id, None) or self._chat_bucket()
+        self._spare[chat_id] = bucket  # most recent last
+        while len(self._spare) > self.config.max_active_chats:
+            self._spare.pop(next(iter(self._spare)))
+        return bucket
+
+    def flood(self, chat_id: int, retry_after: float) -> None:
+        """Telegram answered 429 to something else than an outbox send (a preview): the chat's
+        outbox waits `retry_after` too."""
+        chat = self.chats.get(chat_id)
+        if chat is not None:
+            self._on_429(chat, retry_after)
+            return
+        self._floods[chat_id] = max(self._floods.get(chat_id, 0.0), time.monotonic() + retry_after)
+        self.metrics.rate_limited.labels("chat").inc()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -290,9 +316,16 @@ class Scheduler:
         if chat_id < 0:
             # Groups: 20/min on top of the per-chat limit; a small burst, not a minute's worth.
             group = TokenBucket(c.rate_group_per_minute / 60.0, min(c.rate_chat_burst - 1, 2))
+        bucket = self._spare.pop(chat_id, None) or self._chat_bucket()
+        chat = ChatState(chat_id, bucket, group)
+        chat.flood_until = self._floods.pop(chat_id, 0.0)
+        return chat
+
+    def _chat_bucket(self) -> TokenBucket:
+        c = self.config
         # Keep one token of the chat's burst in reserve (Telegram's edge is where jitter hurts).
         burst = c.rate_chat_burst - 1 if c.rate_chat_burst > 1 else 1
-        return ChatState(chat_id, TokenBucket(c.rate_chat_per_second, burst), group)
+        return TokenBucket(c.rate_chat_per_second, burst)
 
     async def adopt(self, chat_ids: list[int]) -> None:
         """Lease these chats (if free) and load their heads: work arrived for them."""

@@ -72,13 +72,20 @@ class SendOutcome:
     unreachable: bool = False
 
 
+def method_for(part: PartRow) -> str:
+    """A new message, or the final text of a streamed reply written over its preview."""
+    return "sendMessage" if part.edit_message_id is None else "editMessageText"
+
+
 def params_for(part: PartRow, send_to: int | None) -> dict[str, Any]:
     params: dict[str, Any] = {"chat_id": send_to or part.chat_id, "text": part.text}
+    if part.edit_message_id is not None:
+        params["message_id"] = part.edit_message_id
     if part.parse_mode and not part.plain_fallback:
         params["parse_mode"] = part.parse_mode
     if part.reply_markup is not None:
         params["reply_markup"] = part.reply_markup
-    if part.reply_to_message_id is not None:
+    if part.reply_to_message_id is not None and part.edit_message_id is None:
         params["reply_parameters"] = {
             "message_id": part.reply_to_message_id,
             "allow_sending_without_reply": True,
@@ -127,27 +134,32 @@ class Sender:
     async def send(self, part: PartRow, send_to: int | None) -> SendOutcome:
         started = time.time()
         params = params_for(part, send_to)
+        method = method_for(part)
         final = JobState.SENT if self.hooks_wanted else JobState.RECORDED
         lane = self.lane
         try:
             if lane is not None:
                 envelope, done, durable_at = await lane.call(
-                    lambda: lane.send_and_record(params, part, final)
+                    lambda: lane.send_and_record(method, params, part, final)
                 )
             else:
-                envelope, done, durable_at = (
-                    await self.telegram.call("sendMessage", params),
-                    None,
-                    None,
-                )
+                envelope = await self.telegram.call(method, params)
+                done, durable_at = None, None
         except Exception as exc:
-            return await self._failed(part, send_to, started, exc)
+            if classify(exc) is Verdict.NOT_MODIFIED:
+                # The preview already shows this text: the edit is done, nothing was sent.
+                envelope = {"result": {"message_id": part.edit_message_id}}
+                done, durable_at = None, None
+            else:
+                return await self._failed(part, send_to, started, exc)
         # Telegram has the message now. Until it is recorded, a crash sends it again on restart
         # (the Bot API has no idempotency key): the lane recorded it already (PostgreSQL) or
         # journalled it (SQLite); the outbox is brought up to date here, first in line.
         answered = time.perf_counter()
         result = envelope.get("result")
         message_id = result.get("message_id") if isinstance(result, dict) else None
+        if message_id is None:
+            message_id = part.edit_message_id
         recorded, complete = done or await self.recorder.mark_sent(part, message_id, final)
         took = time.perf_counter() - answered
         self.metrics.record_seconds.observe(took)
@@ -185,6 +197,11 @@ class Sender:
                 )
                 return SendOutcome(part, send_to=migrate)
             verdict = Verdict.PERMANENT
+        if verdict is Verdict.EDIT_GONE and part.edit_message_id is not None:
+            log.info("the preview to write over is gone; sending anew", extra={"part_id": part.id})
+            async with self._tx() as conn:
+                await store.clear_edit(conn, part.id)
+            return SendOutcome(dataclasses.replace(part, edit_message_id=None))
         if verdict is Verdict.BAD_MARKUP and part.parse_mode and not part.plain_fallback:
             log.warning(
                 "markup rejected; resending as plain text",

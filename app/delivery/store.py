@@ -35,6 +35,7 @@ class PartRow:
     parse_mode: str | None
     reply_markup: dict[str, Any] | None
     reply_to_message_id: int | None
+    edit_message_id: int | None
     attempts: int
     first_attempt_at: float | None
     next_attempt_at: float
@@ -102,6 +103,7 @@ async def insert_parts(
             "parse_mode": p["parse_mode"],
             "reply_markup": dumps(p["reply_markup"]),
             "reply_to_message_id": p["reply_to_message_id"],
+            "edit_message_id": p.get("edit_message_id"),
             "state": state,
             "attempts": 0,
             "next_attempt_at": 0.0,
@@ -266,6 +268,7 @@ def _part_row(r: Any) -> PartRow:
         parse_mode=r.parse_mode,
         reply_markup=loads(r.reply_markup),
         reply_to_message_id=r.reply_to_message_id,
+        edit_message_id=r.edit_message_id,
         attempts=int(r.attempts),
         first_attempt_at=r.first_attempt_at,
         next_attempt_at=float(r.next_attempt_at),
@@ -335,6 +338,13 @@ async def schedule_retry(
         .values(
             attempts=attempts, first_attempt_at=first_at, next_attempt_at=next_at, last_error=error
         )
+    )
+
+
+async def clear_edit(conn: AsyncConnection, part_id: int) -> None:
+    """The preview to write over is gone: send the part as a new message instead."""
+    await conn.execute(
+        update(delivery_parts).where(delivery_parts.c.id == part_id).values(edit_message_id=None)
     )
 
 

@@ -48,6 +48,9 @@ delivery_parts = Table(
     Column("parse_mode", String(16), nullable=True),
     Column("reply_markup", Text, nullable=True),
     Column("reply_to_message_id", BigInteger, nullable=True),
+    # Set: this part is the final text of a streamed reply, written over the preview message
+    # already in the chat (editMessageText) instead of a new message.
+    Column("edit_message_id", BigInteger, nullable=True),
     # pending -> sent | parked | failed | skipped
     Column("state", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

@@ -25,11 +25,15 @@ from app.processing.history import History
 from app.processing.keyboards import CallbackStore, build_inline_keyboard, resolve_callback_data
 from app.processing.ports import DeliveryPort, UserService
 from app.processing.progress import InboxRecord, ReplyRecord, StepRecord
+from app.processing.streaming import Streamer
 from app.storage.inbox import DONE, IGNORED, Inbox, InboxItem
 from app.storage.states import InboxState
-from app.utils import ParsedUpdate, parse_update, trim_metadata
+from app.utils import ParsedUpdate, is_stop, parse_update, trim_metadata
 
 log = get_logger(__name__)
+
+#: The answer to `/stop` when no answer was being written.
+NOTHING_TO_STOP = "Nothing to stop: no answer is being written right now."
 
 
 #: Answers a pressed button's callback query once (the early acker's `answer_once`).
@@ -59,6 +63,7 @@ class Pipeline:
         callbacks: CallbackStore,
         metrics: Metrics,
         answer_callback: AnswerCallback,
+        streamer: Streamer,
     ) -> None:
         self.inbox = inbox
         self.users = users
@@ -68,6 +73,7 @@ class Pipeline:
         self.callbacks = callbacks
         self.metrics = metrics
         self.answer_callback = answer_callback
+        self.streamer = streamer
 
     async def process(self, item: InboxItem) -> Outcome:
         parsed = parse_update(item.update())
@@ -78,6 +84,8 @@ class Pipeline:
             return Outcome(IGNORED, "not a message the gateway answers")
         kind = parsed["kind"]
         steps: list[str] = []
+        if kind == "stopped_message_generation":  # a button, not a message: no history row
+            return await self.stop(record, chat_id, steps)
 
         if kind == "callback_query" and not progress.get("cb_answered"):
             query_id = parsed["callback_query_id"]
@@ -128,6 +136,8 @@ class Pipeline:
 
         if kind == "edited_message":
             return Outcome(DONE, "edit recorded; edits are not answered", steps)
+        if is_stop(parsed):
+            return await self.stop(record, chat_id, steps)
 
         steps += await self.answer(
             record,
@@ -138,6 +148,22 @@ class Pipeline:
             extra={"command": parsed["command"], "kind": kind},
         )
         return Outcome(DONE, None, steps)
+
+    async def stop(self, record: InboxRecord, chat_id: int, steps: list[str]) -> Outcome:
+        """A stop reaches its turn in the chat's order after the answer it stopped (which kept
+        what was shown). Used: nothing more to say. Unused: say so, politely (`/stop` only;
+        Telegram's stop button exists only while a draft is being written)."""
+        assert record.update_id is not None
+        if await self.inbox.stopped_by(record.chat_key, record.update_id):
+            return Outcome(DONE, "stop: the answer being written was stopped", steps)
+        if record.item.kind == "stopped_message_generation":
+            return Outcome(DONE, "stop: nothing was being written", steps)
+        if not record.progress.get("enqueued"):
+            await self.delivery.enqueue(record.job_key, chat_id, NOTHING_TO_STOP)
+            record.progress["enqueued"] = True
+            await record.save()
+            steps.append("enqueue")
+        return Outcome(DONE, "stop: nothing was being written", steps)
 
     async def answer(
         self,
@@ -158,24 +184,36 @@ class Pipeline:
         user_id = str(user["id"])
         reply = progress.get("reply")
         if reply is None:
-            async with self.delivery.typing(chat_id):
-                context = await self.history.context(user_id, record.update_id)
-                answer = await self.agent.respond(
-                    user, text, chat_id=chat_id, message_id=message_id, history=context, **extra
-                )
+            context = await self.history.context(user_id, record.update_id)
+            got = await self.streamer.answer(
+                record,
+                user=user,
+                text=text,
+                chat_id=chat_id,
+                message_id=message_id,
+                history=context,
+                **extra,
+            )
+            answer = got.reply
             self.metrics.agent_calls.labels(answer.source).inc()
             reply = ReplyRecord(text=answer.text, actions=answer.actions, source=answer.source)
+            if got.stopped:
+                reply["stopped"] = True
+                if got.stopped_by is not None:
+                    reply["stopped_by"] = got.stopped_by
             progress["reply"] = reply
             await record.save()
             steps.append("agent")
 
         if not progress.get("enqueued"):
             markup = await build_inline_keyboard(list(reply["actions"]), self.callbacks)
+            preview = progress.get("stream", {}).get("message_id")
             await self.delivery.enqueue(
                 record.job_key,
                 chat_id,
                 reply["text"],
                 reply_markup=markup,
+                edit_message_id=preview,
                 history={
                     "user_id": user_id,
                     "chat_id": chat_id,
@@ -185,6 +223,7 @@ class Pipeline:
                         "update_id": record.update_id,
                         "actions": reply["actions"],
                         "agent_source": reply["source"],
+                        **({"stopped": True} if reply.get("stopped") else {}),
                     },
                 },
             )

@@ -53,6 +53,7 @@ class DeliveryPort(Protocol):
         reply_markup: dict[str, Any] | None = None,
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
+        edit_message_id: int | None = None,
     ) -> None: ...
 
     def typing(self, chat_id: int) -> Any: ...

@@ -14,12 +14,23 @@ from typing import Any, Protocol, TypedDict
 from app.storage.inbox import Inbox, InboxItem
 
 
-class ReplyRecord(TypedDict):
+class ReplyRecord(TypedDict, total=False):
     """The agent's answer, kept so that a resumed update does not ask the agent again."""
 
     text: str
     actions: list[Any]
     source: str
+    stopped: bool  # the user stopped the answer: `text` is what had been shown
+    stopped_by: int  # the update id of that stop (`/stop`, or Telegram's stop button)
+
+
+class StreamRecord(TypedDict, total=False):
+    """A streamed reply on its way: the preview already in the chat. Saved the moment it
+    exists, so a restarted process writes the final text over this message rather than
+    leaving it orphaned and sending a second one."""
+
+    message_id: int  # STREAM_MODE=edit: the preview message
+    draft_id: int  # STREAM_MODE=draft: the draft being shown
 
 
 class Progress(TypedDict, total=False):
@@ -28,6 +39,7 @@ class Progress(TypedDict, total=False):
     cb_answered: bool  # the pressed button's spinner was stopped
     user: dict[str, Any]  # the User Service's user (the user step is done)
     in_logged: bool  # the inbound history row is written (or queued for retry)
+    stream: StreamRecord  # a streamed reply's preview is in the chat
     reply: ReplyRecord  # the agent answered
     enqueued: bool  # the reply is in the delivery outbox
     outage_waits: int  # how many times a dependency outage sent the update back (uncounted)
@@ -43,6 +55,7 @@ class StepRecord(Protocol):
 
     update_id: int | None
     job_key: str
+    chat_key: str
     progress: Progress
 
     async def save(self) -> None: ...
@@ -56,6 +69,8 @@ class InboxRecord:
         self.item = item
         self.update_id: int | None = item.update_id
         self.job_key = f"reply:{item.update_id}"
+        self.chat_key = item.chat_key
+        self.seq = item.seq
         self.progress: Progress = load(item.progress)
 
     async def save(self) -> None:
@@ -65,9 +80,10 @@ class InboxRecord:
 class Unrecorded:
     """For `process_message_flow`: no inbox row, so nothing to save and nothing to resume."""
 
-    def __init__(self, job_key: str, update_id: int | None = None) -> None:
+    def __init__(self, job_key: str, chat_key: str, update_id: int | None = None) -> None:
         self.update_id = update_id
         self.job_key = job_key
+        self.chat_key = chat_key
         self.progress: Progress = {}
 
     async def save(self) -> None:

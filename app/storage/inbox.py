@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.storage.engine import is_sqlite, now, write, write_gate
 from app.storage.states import InboxState
 from app.storage.tables import inbox
+from app.utils import is_stop, parse_update
 
 PENDING, DONE, DEAD, IGNORED = (
     InboxState.PENDING,
@@ -251,6 +252,42 @@ class Inbox:
             )
             return {int(u) for u in result.scalars()}
 
+    async def pending_stop(self, chat_key: str, after_seq: int) -> int | None:
+        """The update id of a stop (`/stop`, Telegram's stop button) waiting behind `after_seq`
+        in this chat, if any: how a turn learns of a stop another replica received."""
+        query = (
+            select(inbox.c.update_id, inbox.c.kind, inbox.c.payload)
+            .where(
+                inbox.c.chat_key == chat_key,
+                inbox.c.seq > after_seq,
+                inbox.c.state == PENDING,
+                or_(
+                    inbox.c.kind == "stopped_message_generation",
+                    inbox.c.payload.contains('"/stop'),
+                ),
+            )
+            .order_by(inbox.c.seq)
+            .limit(5)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        for row in rows:
+            if row.kind == "stopped_message_generation" or _is_stop_payload(row.payload):
+                return int(row.update_id)
+        return None
+
+    async def stopped_by(self, chat_key: str, update_id: int) -> bool:
+        """Whether an earlier turn of this chat was stopped by `update_id` (so the stop was
+        used, and needs no answer of its own)."""
+        marker = f'"stopped_by": {update_id}'
+        query = (
+            select(inbox.c.seq)
+            .where(inbox.c.chat_key == chat_key, inbox.c.progress.contains(marker))
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def get(self, update_id: int) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(inbox).where(inbox.c.update_id == update_id))).first()
@@ -297,3 +334,10 @@ def _row_dict(mapping: Any) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 out[key] = json.loads(out[key])
     return out
+
+
+def _is_stop_payload(payload: str) -> bool:
+    try:
+        return is_stop(parse_update(json.loads(payload)))
+    except ValueError:
+        return False

@@ -234,11 +234,16 @@ class Stack:
         )
 
     # --- the agent stand-in ------------------------------------------------------------------
-    def agent_control(self, mode: str = "echo", delay: float = 0.0) -> None:
+    def agent_control(self, mode: str = "echo", delay: float = 0.0, **more: Any) -> None:
         assert self.agent is not None
         self.http.post(
-            self.agent.url + "/control", json={"mode": mode, "delay": delay}
+            self.agent.url + "/control", json={"mode": mode, "delay": delay, **more}
         ).raise_for_status()
+
+    def agent_streams(self) -> list[JSON]:
+        """How each stream the agent stand-in served ended ("done" / "closed")."""
+        assert self.agent is not None
+        return list(self.http.get(self.agent.url + "/streams").json())
 
     def agent_requests(self, chat_id: int | None = None) -> list[JSON]:
         """Bodies the agent received (for one chat when `chat_id` is given), in order."""

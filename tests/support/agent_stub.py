@@ -3,26 +3,50 @@
 `POST /api/respond` answers `{"reply": "Agent: <text>"}`; a text containing "buttons" also gets
 `actions` (two callback buttons, one with data longer than 64 bytes, and a URL button).
 Behaviour is switched at run time with `POST /control {"mode": ..., "delay": ...}`:
-`echo` (default), `slow` (sleep `delay` seconds first), `error` (HTTP 500), `bad_json`.
-`GET /requests` returns every request body received, in order, so tests can check what the
-gateway sent (history context, callback data as text...).
+`echo` (default), `slow` (sleep `delay` seconds first), `error` (HTTP 500), `bad_json`, and
+`stream`: a request with `"stream": true` gets Server-Sent Events, the reply word by word
+(`words` words after the echo, one every `delay` seconds), then `done` (other requests get
+the same reply as JSON). `GET /requests` returns every request body received, in order, so
+tests can check what the gateway sent (history context, callback data as text...);
+`GET /streams` says how each stream ended: "done", or "closed" when the client hung up first
+(how the gateway cancels a turn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.servers import ServerProcess
 
 LONG_DATA = "answer:" + "x" * 80  # longer than Telegram's 64-byte callback_data limit
 
-state: dict[str, Any] = {"mode": "echo", "delay": 0.0, "requests": []}
+state: dict[str, Any] = {"mode": "echo", "delay": 0.0, "words": 20, "requests": [], "streams": []}
+
+
+def _words(text: str) -> list[str]:
+    """The streamed reply: the echo, then numbered words, so a test can see how far it got."""
+    return [f"Agent: {text}", *(f" w{n}" for n in range(1, int(state["words"]) + 1))]
+
+
+async def _stream(text: str) -> AsyncIterator[str]:
+    pieces = _words(text)
+    outcome = "closed"
+    try:
+        for piece in pieces:
+            yield f"event: delta\ndata: {json.dumps({'text': piece})}\n\n"
+            await asyncio.sleep(float(state["delay"]))
+        yield f"event: done\ndata: {json.dumps({'reply': ''.join(pieces), 'actions': []})}\n\n"
+        outcome = "done"
+    finally:
+        state["streams"].append({"text": text, "outcome": outcome})
 
 
 async def respond(request: Request) -> Response:
@@ -36,6 +60,10 @@ async def respond(request: Request) -> Response:
     if mode == "bad_json":
         return PlainTextResponse("not json")
     text = str(body.get("text", ""))
+    if mode == "stream":
+        if body.get("stream"):
+            return StreamingResponse(_stream(text), media_type="text/event-stream")
+        return JSONResponse({"reply": "".join(_words(text))})
     reply: dict[str, Any] = {"reply": f"Agent: {text}"}
     if "buttons" in text:
         reply["actions"] = [
@@ -50,13 +78,19 @@ async def control(request: Request) -> Response:
     body = await request.json()
     state["mode"] = body.get("mode", state["mode"])
     state["delay"] = float(body.get("delay", state["delay"]))
+    state["words"] = int(body.get("words", state["words"]))
     if body.get("clear"):
         state["requests"] = []
+        state["streams"] = []
     return JSONResponse({"mode": state["mode"], "delay": state["delay"]})
 
 
 async def requests_(_: Request) -> Response:
     return JSONResponse(state["requests"])
+
+
+async def streams(_: Request) -> Response:
+    return JSONResponse(state["streams"])
 
 
 async def health(_: Request) -> Response:
@@ -68,6 +102,7 @@ app = Starlette(
         Route("/api/respond", respond, methods=["POST"]),
         Route("/control", control, methods=["POST"]),
         Route("/requests", requests_),
+        Route("/streams", streams),
         Route("/health", health),
     ]
 )

@@ -121,6 +121,7 @@ class FakeDelivery:
         reply_markup: dict[str, Any] | None = None,
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
+        edit_message_id: int | None = None,
     ) -> None:
         if any(j["job_key"] == job_key for j in self.jobs):
             return  # idempotent on the key, like the real outbox
@@ -133,6 +134,7 @@ class FakeDelivery:
                 "reply_markup": reply_markup,
                 "reply_to_message_id": reply_to_message_id,
                 "history": history,
+                "edit_message_id": edit_message_id,
             }
         )
 

@@ -51,6 +51,10 @@ def expected_telegram(status: int, body: dict[str, Any]) -> Verdict:
         return Verdict.MIGRATED
     if "can't parse entities" in description:
         return Verdict.BAD_MARKUP
+    if "message is not modified" in description:
+        return Verdict.NOT_MODIFIED
+    if "message to edit not found" in description or "can't be edited" in description:
+        return Verdict.EDIT_GONE
     if code == 403 or "chat not found" in description or "deactivated" in description:
         return Verdict.CHAT_GONE
     return Verdict.PERMANENT
@@ -156,3 +160,22 @@ def test_retry_after() -> None:
     assert retry_after(err) == 2282.0
     assert retry_after(UserServiceError("x", status=429, retry_after=3)) == 3.0
     assert retry_after(ValueError()) is None
+
+
+def test_edits() -> None:
+    def err(description: str) -> TelegramClientError:
+        return TelegramClientError(
+            "editMessageText", status=400, error_code=400, description=description
+        )
+
+    assert (
+        classify(
+            err(
+                "Bad Request: message is not modified: specified new message content"
+                " and reply markup are exactly the same"
+            )
+        )
+        is Verdict.NOT_MODIFIED
+    )
+    assert classify(err("Bad Request: message to edit not found")) is Verdict.EDIT_GONE
+    assert classify(err("Bad Request: message can't be edited")) is Verdict.EDIT_GONE

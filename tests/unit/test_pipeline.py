@@ -21,9 +21,11 @@ from app.errors import Unavailable, UserServiceError, Verdict, classify
 from app.inbound.ingest import classify_update
 from app.metrics import Metrics
 from app.processing.callback_acker import CallbackAcker
+from app.processing.cancel import Cancellations
 from app.processing.history import History
 from app.processing.keyboards import InMemoryCallbackStore
 from app.processing.pipeline import Pipeline
+from app.processing.streaming import StreamConfig, Streamer
 from app.storage.engine import make_engine
 from app.storage.inbox import DONE, IGNORED, Inbox, InboxItem, NewUpdate
 from app.storage.migrate import create_schema
@@ -37,6 +39,19 @@ SAMPLES = [
 ]
 
 
+class NoPreviews:
+    """Streaming is off in these tests (tests/e2e/test_streaming.py streams for real)."""
+
+    async def send(self, chat_id: int, text: str, **params: Any) -> int | None:
+        raise AssertionError("no previews here")
+
+    async def edit(self, chat_id: int, message_id: int, text: str, **params: Any) -> bool:
+        raise AssertionError("no previews here")
+
+    async def draft(self, chat_id: int, draft_id: int, text: str, *, can_stop: bool) -> bool:
+        raise AssertionError("no previews here")
+
+
 class Env:
     def __init__(self, engine: Any) -> None:
         self.users = FakeUserService()
@@ -48,15 +63,19 @@ class Env:
         self.history = History(self.users, self.queue)
         telegram = TelegramClient(self.http, "1:test", base="http://tg.invalid")
         self.acker = CallbackAcker(telegram, self.inbox)
+        agent = AgentClient(self.http, None, timeout=5)
         self.pipeline = Pipeline(
             inbox=self.inbox,
             users=self.users,
-            agent=AgentClient(self.http, None, timeout=5),
+            agent=agent,
             history=self.history,
             delivery=self.delivery,
             callbacks=InMemoryCallbackStore(),
             metrics=Metrics(),
             answer_callback=self.acker.answer_once,
+            streamer=Streamer(
+                agent, NoPreviews(), self.delivery.typing, Cancellations(), StreamConfig("off")
+            ),
         )
 
     def _telegram(self, request: httpx.Request) -> httpx.Response:
@@ -212,7 +231,9 @@ async def test_agent_context_is_earlier_history_oldest_first(env: Env) -> None:
         return httpx.Response(200, json={"reply": "ok"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(agent)) as http:
-        env.pipeline.agent = AgentClient(http, "http://agent.invalid", timeout=5)
+        env.pipeline.agent = env.pipeline.streamer.agent = AgentClient(
+            http, "http://agent.invalid", timeout=5
+        )
         await env.run(text_update(20, "first", message_id=1))
         # what delivery's hook would write for the reply
         await env.users.log_interaction("u42", "ok", "out", 2)
