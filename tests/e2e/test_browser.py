@@ -146,3 +146,54 @@ def test_chat_page_through_messaging_dev(
     finally:
         if dev.proc.poll() is None or any(_alive(pid) for pid in dev.children):
             dev.kill_all()
+
+
+def test_the_chat_page_shows_a_streamed_reply_growing_and_stops_it(
+    tmp_path: Path, agent: ServerProcess, browser_page: Any
+) -> None:
+    """STREAM_MODE=edit (the default): the bot's bubble grows while the agent streams, and the
+    page's stop button sends what a user would (`/stop`), which closes the agent's stream."""
+    import httpx
+    from playwright.sync_api import expect
+
+    httpx.post(agent.url + "/control", json={"mode": "stream", "delay": 0.25, "words": 80})
+    page = browser_page
+    dev = DevStack(tmp_path, agent.url)
+    try:
+        page.goto(dev.wait_url())
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        page.get_by_test_id("new-user-name").fill("Streaming Sam")
+        page.get_by_test_id("create-user").click()
+        page.get_by_test_id("message-input").fill("write slowly")
+        page.get_by_test_id("send-button").click()
+        bubble = page.locator("[data-testid=message][data-from=bot] .text").first
+        expect(bubble).to_contain_text("Agent: write slowly")
+        seen = {bubble.inner_text()}
+
+        def grew_twice() -> bool:
+            seen.add(bubble.inner_text())
+            return len(seen) >= 3
+
+        wait_until(grew_twice, timeout=15, what="the bubble to grow twice")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "e2e-streaming.png"), full_page=True)
+        page.get_by_test_id("stop-generation").click()
+        wait_until(
+            lambda: (
+                httpx.get(agent.url + "/streams").json()[-1:]
+                == [{"text": "write slowly", "outcome": "closed"}]
+            ),
+            timeout=10,
+            what="the agent's stream to be closed by the stop",
+        )
+        expect(page.locator("[data-testid=message][data-from=user] .text").last).to_have_text(
+            "/stop"
+        )
+        assert "w80" not in bubble.inner_text()  # stopped: what was shown is kept
+    finally:
+        dev.proc.send_signal(signal.SIGTERM)
+        try:
+            dev.proc.wait(60)
+        finally:
+            if dev.proc.poll() is None or any(_alive(pid) for pid in dev.children):
+                dev.kill_all()
