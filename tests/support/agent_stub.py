@@ -6,7 +6,7 @@ Behaviour is switched at run time with `POST /control {"mode": ..., "delay": ...
 `echo` (default), `slow` (sleep `delay` seconds first), `error` (HTTP 500), `bad_json`, and
 `stream`: a request with `"stream": true` gets Server-Sent Events, the reply word by word
 (`words` words after the echo, one every `delay` seconds), then `done` (other requests get
-the same reply as JSON). `GET /requests` returns every request body received, in order, so
+the same reply as JSON, after the same generation time). `GET /requests` returns every request body received, in order, so
 tests can check what the gateway sent (history context, callback data as text...);
 `GET /streams` says how each stream ended: "done", or "closed" when the client hung up first
 (how the gateway cancels a turn).
@@ -63,7 +63,9 @@ async def respond(request: Request) -> Response:
     if mode == "stream":
         if body.get("stream"):
             return StreamingResponse(_stream(text), media_type="text/event-stream")
-        return JSONResponse({"reply": "".join(_words(text))})
+        pieces = _words(text)  # the same generation time, all of it before the answer
+        await asyncio.sleep(float(state["delay"]) * len(pieces))
+        return JSONResponse({"reply": "".join(pieces)})
     reply: dict[str, Any] = {"reply": f"Agent: {text}"}
     if "buttons" in text:
         reply["actions"] = [
