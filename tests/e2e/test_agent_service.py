@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from agent_service.backends.demo import LONG_DATA
@@ -82,6 +83,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, agents: Agents) -> Iterator[
         agent=False,
         AGENT_SERVICE_BASE=agents.url,
         AGENT_SERVICE_API_KEY=AGENT_KEY,
+        # These tests read whole replies; streaming into the chat is tested at the end (and in
+        # tests/e2e/test_streaming.py).
+        STREAM_MODE="off",
     )
     try:
         s.start()
@@ -200,3 +204,27 @@ def test_an_agent_outage_gets_the_busy_text_and_recovery_answers_again(
     agents.use("demo")
     stack.ctl.send_text(uid, "hello again")
     assert stack.wait_texts(uid, 2)[1].startswith("You said: hello again")
+
+
+def test_the_gateway_streams_the_agent_services_sse_answer(stack: Stack, agents: Agents) -> None:
+    """The real Agent Service's SSE stream, through the gateway, into one growing message: the
+    final text is exactly what the same request gets as JSON."""
+    agents.use("demo")
+    with stack.other_gateway("streaming", STREAM_MODE="edit"):
+        uid = stack.new_user("Story")
+        expected = httpx.post(
+            agents.url + "/api/respond",
+            json={"user": {"id": "x"}, "text": "/stream", "command": "/stream"},
+            headers={"X-API-Key": AGENT_KEY},
+            timeout=30,
+        ).json()["reply"]
+        stack.ctl.send_command(uid, "/stream")
+
+        def final() -> bool:
+            messages = stack.ctl.bot_messages(uid)
+            return bool(messages) and messages[-1]["text"] == expected
+
+        wait_until(final, timeout=30, what="the streamed story, complete")
+        [message] = stack.ctl.bot_messages(uid)
+        versions = stack.ctl.message_history(uid, message["message_id"])["versions"]
+        assert len(versions) >= 2  # it grew in the chat before it was complete
