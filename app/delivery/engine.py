@@ -232,8 +232,11 @@ class Delivery:
         reply_markup: dict[str, Any] | None = None,
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
+        business_connection_id: str | None = None,
     ) -> None:
-        """Queue a reply durably; a second call with the same `job_key` does nothing."""
+        """Queue a reply durably; a second call with the same `job_key` does nothing.
+
+        `business_connection_id`: answer a Telegram Business chat through its connection."""
         parts = plan_parts(
             text,
             parse_mode=parse_mode,
@@ -248,6 +251,7 @@ class Delivery:
                 "parse_mode": p.parse_mode,
                 "reply_markup": p.reply_markup,
                 "reply_to_message_id": p.reply_to_message_id,
+                "business_connection_id": business_connection_id,
             }
             for p in parts
         ]
@@ -300,9 +304,11 @@ class Delivery:
             if self._jobs.events.get(job_key) is event:
                 del self._jobs.events[job_key]
 
-    def typing(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+    def typing(
+        self, chat_id: int, business_connection_id: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Show "typing..." in the chat while the block runs (best effort, never raises)."""
-        return self.actions.typing(chat_id)
+        return self.actions.typing(chat_id, business_connection_id)
 
     async def mark_active(self, chat_id: int) -> None:
         """The user wrote again: the chat is reachable (clear a 403 / not-found mark)."""

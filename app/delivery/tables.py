@@ -48,6 +48,8 @@ delivery_parts = Table(
     Column("parse_mode", String(16), nullable=True),
     Column("reply_markup", Text, nullable=True),
     Column("reply_to_message_id", BigInteger, nullable=True),
+    # Telegram Business: sendMessage goes through this connection (migration 0005).
+    Column("business_connection_id", String(128), nullable=True),
     # pending -> sent | parked | failed | skipped
     Column("state", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

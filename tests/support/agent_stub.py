@@ -5,14 +5,21 @@
 Behaviour is switched at run time with `POST /control {"mode": ..., "delay": ...}`:
 `echo` (default), `slow` (sleep `delay` seconds first), `error` (HTTP 500), `bad_json`.
 `GET /requests` returns every request body received, in order, so tests can check what the
-gateway sent (history context, callback data as text...).
+gateway sent (history context, callback data as text, a turn's `parts` and `attachments`...).
+
+A turn of several messages is answered ``"Agent: <part> | <part> ..."`` (each part's own text),
+so a reply names every message it answers. With ``POST /control {"download": true}`` the stand-in
+also fetches every attachment through the URL the gateway gave it, as an agent would, and
+records what it got (`GET /downloads`: status, size, SHA-256, type, the refusal's detail).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -22,7 +29,38 @@ from tests.support.servers import ServerProcess
 
 LONG_DATA = "answer:" + "x" * 80  # longer than Telegram's 64-byte callback_data limit
 
-state: dict[str, Any] = {"mode": "echo", "delay": 0.0, "requests": []}
+state: dict[str, Any] = {
+    "mode": "echo",
+    "delay": 0.0,
+    "requests": [],
+    "download": False,
+    "downloads": [],
+}
+
+
+async def _download(attachments: Any) -> list[str]:
+    """Fetch each attachment's URL (the gateway's); one line per file for the reply."""
+    got: list[str] = []
+    if not isinstance(attachments, list):
+        return got
+    async with httpx.AsyncClient(timeout=10) as http:
+        for item in attachments:
+            url = item.get("url") if isinstance(item, dict) else None
+            if not isinstance(url, str):
+                continue
+            response = await http.get(url)
+            record = {
+                "url": url,
+                "status": response.status_code,
+                "size": len(response.content),
+                "sha256": hashlib.sha256(response.content).hexdigest(),
+                "content_type": response.headers.get("content-type"),
+                "headers": dict(response.headers),
+                "detail": None if response.is_success else response.json().get("detail"),
+            }
+            state["downloads"].append(record)
+            got.append(f"{item.get('kind')} {response.status_code} {record['size']} bytes")
+    return got
 
 
 async def respond(request: Request) -> Response:
@@ -36,7 +74,11 @@ async def respond(request: Request) -> Response:
     if mode == "bad_json":
         return PlainTextResponse("not json")
     text = str(body.get("text", ""))
-    reply: dict[str, Any] = {"reply": f"Agent: {text}"}
+    parts = body.get("parts")
+    said = " | ".join(str(p.get("text")) for p in parts) if isinstance(parts, list) else text
+    reply: dict[str, Any] = {"reply": f"Agent: {said}"}
+    if state["download"] and body.get("attachments"):
+        reply["reply"] += "\n" + "\n".join(await _download(body["attachments"]))
     if "buttons" in text:
         reply["actions"] = [
             {"text": "Yes", "data": "answer:yes", "row": 1},
@@ -50,13 +92,19 @@ async def control(request: Request) -> Response:
     body = await request.json()
     state["mode"] = body.get("mode", state["mode"])
     state["delay"] = float(body.get("delay", state["delay"]))
+    state["download"] = bool(body.get("download", state["download"]))
     if body.get("clear"):
         state["requests"] = []
+        state["downloads"] = []
     return JSONResponse({"mode": state["mode"], "delay": state["delay"]})
 
 
 async def requests_(_: Request) -> Response:
     return JSONResponse(state["requests"])
+
+
+async def downloads(_: Request) -> Response:
+    return JSONResponse(state["downloads"])
 
 
 async def health(_: Request) -> Response:
@@ -68,6 +116,7 @@ app = Starlette(
         Route("/api/respond", respond, methods=["POST"]),
         Route("/control", control, methods=["POST"]),
         Route("/requests", requests_),
+        Route("/downloads", downloads),
         Route("/health", health),
     ]
 )

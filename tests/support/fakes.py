@@ -68,7 +68,12 @@ class FakeUserService:
     async def get_interactions(
         self, user_id: str, limit: int = 20, **filters: Any
     ) -> list[dict[str, Any]]:
-        return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
+        chat_id = filters.get("chat_id")
+        return [
+            r
+            for r in reversed(self.rows)
+            if r["user_id"] == user_id and (chat_id is None or r.get("chat_id") == chat_id)
+        ][:limit]
 
     async def find_interactions(
         self,
@@ -121,6 +126,7 @@ class FakeDelivery:
         reply_markup: dict[str, Any] | None = None,
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
+        business_connection_id: str | None = None,
     ) -> None:
         if any(j["job_key"] == job_key for j in self.jobs):
             return  # idempotent on the key, like the real outbox
@@ -133,11 +139,14 @@ class FakeDelivery:
                 "reply_markup": reply_markup,
                 "reply_to_message_id": reply_to_message_id,
                 "history": history,
+                "business_connection_id": business_connection_id,
             }
         )
 
     @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
+    async def typing(
+        self, chat_id: int, business_connection_id: str | None = None
+    ) -> AsyncIterator[None]:
         self.typing_chats.append(chat_id)
         yield
 
