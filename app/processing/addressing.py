@@ -33,8 +33,9 @@ log = get_logger(__name__)
 
 GROUP_TYPES = frozenset({"group", "supergroup"})
 #: Why a message is answered: a private chat, GROUP_REPLY=all, or how a group message addressed
-#: the bot. None (from `GroupAddressing.reason`) means: not addressed, record only.
-Reason = Literal["private", "all", "command", "reply", "mention", "trigger"]
+#: the bot ("album": another item of its album did). None (from `GroupAddressing.reason`)
+#: means: not addressed, record only.
+Reason = Literal["private", "all", "command", "reply", "mention", "trigger", "album"]
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class Pipeline:
                 return Outcome(PENDING, "waiting for the rest of the album", steps, siblings.until)
             for sibling in siblings:
                 if await self.addressed(sibling.parsed) is not None:
-                    reason = "mention"
+                    reason = "album"
                     break
 
         if not progress.get("in_logged"):

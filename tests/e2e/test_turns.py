@@ -194,6 +194,12 @@ def test_business_messages_are_answered_through_their_connection(stack: Stack) -
     ]
     assert reply["text"] == "Agent: are you open today?" and reply["from"]["id"] == owner
     [request] = stack.wait_agent_requests(customer, 1)
+    typing = [
+        c
+        for c in stack.ctl.calls("sendChatAction")
+        if c["params"].get("business_connection_id") == connection
+    ]
+    assert typing and {c["status"] for c in typing} == {200}  # "typing…" in the business chat
     assert request["kind"] == "business_message"
     assert request["business_connection_id"] == connection
     # The echo of the bot's own reply (a business_message from the owner) is not answered,
