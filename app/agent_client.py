@@ -29,10 +29,13 @@ log = get_logger(__name__)
 
 BUSY_MESSAGE = "Agent tạm thời bận, vui lòng thử lại sau."
 
-#: What the built-in fallback knows, shown by /start and /help.
+#: What the built-in fallback knows, shown by /start and /help; also what the gateway
+#: publishes with `setMyCommands` at start (`app.processing.commands`).
 FALLBACK_COMMANDS: dict[str, str] = {
     "/start": "start talking to the bot",
     "/help": "show this list of commands",
+    "/new": "start a new conversation (what was said before is set aside)",
+    "/stop": "stop the answer being written",
 }
 _ECHO_LIMIT = 3500  # keep the echo well inside Telegram's 4096-character message limit
 
@@ -65,6 +68,8 @@ def fallback_reply(user: dict[str, Any] | None, text: str, command: str | None =
         return f"Hello{name}! I'm here and listening.\n\nCommands I know:\n{_commands_list()}"
     if command == "/help":
         return f"Commands I know:\n{_commands_list()}"
+    if command in ("/new", "/reset"):
+        return "Starting a new conversation: what was said before is set aside."
     if command is not None:
         return f"Sorry, I don't know {command}.\n\nCommands I know:\n{_commands_list()}"
     if not text.strip():

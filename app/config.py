@@ -33,11 +33,18 @@ SECRET_FIELDS = frozenset(
         "AGENT_SERVICE_API_KEY",
         "ADMIN_TOKEN",
         "DATABASE_URL",
+        "FILES_SIGNING_KEY",
     }
 )
 #: URL-typed settings: not secret themselves, but a `user:password@` in them is.
 URL_FIELDS = frozenset(
-    {"USER_SERVICE_BASE", "AGENT_SERVICE_BASE", "TELEGRAM_API_BASE", "WEBHOOK_URL"}
+    {
+        "USER_SERVICE_BASE",
+        "AGENT_SERVICE_BASE",
+        "TELEGRAM_API_BASE",
+        "WEBHOOK_URL",
+        "FILES_BASE_URL",
+    }
 )
 
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -110,6 +117,20 @@ class Settings(BaseSettings):
     SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
     SEND_MAX_SECONDS: float = Field(default=300.0, gt=0)
 
+    # --- conversation turns, groups, buttons, files (docs/turns.md) --------------------------
+    TURN_MODE: Literal["queue", "collect", "interrupt"] = "collect"
+    TURN_DEBOUNCE: float = Field(default=1.0, ge=0, le=60)
+    TURN_MAX_WAIT: float = Field(default=5.0, ge=0, le=300)
+    TURN_MAX_MESSAGES: int = Field(default=20, ge=1, le=100)
+    ALBUM_GRACE: float = Field(default=1.0, ge=0, le=30)
+    GROUP_REPLY: Literal["addressed", "all"] = "addressed"
+    GROUP_TRIGGER_WORDS: str = ""
+    BUTTON_FEEDBACK: Literal["mark", "remove", "keep"] = "mark"
+    FILES_BASE_URL: str | None = None
+    FILES_URL_TTL: float = Field(default=3600, ge=60, le=7 * 86400)
+    FILES_SIGNING_KEY: str | None = None
+    FILES_MAX_BYTES: int = Field(default=20 * 1024 * 1024, ge=1024)
+
     @field_validator("BOT_TOKEN")
     @classmethod
     def _check_bot_token(cls, value: str) -> str:
@@ -124,6 +145,8 @@ class Settings(BaseSettings):
         "ADMIN_TOKEN",
         "AGENT_SERVICE_BASE",
         "WEBHOOK_URL",
+        "FILES_BASE_URL",
+        "FILES_SIGNING_KEY",
         mode="before",
     )
     @classmethod
@@ -159,6 +182,26 @@ class Settings(BaseSettings):
     def _check_webhook_url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value, "WEBHOOK_URL")
 
+    @field_validator("FILES_BASE_URL")
+    @classmethod
+    def _check_files_base(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "FILES_BASE_URL")
+
+    @field_validator("FILES_SIGNING_KEY")
+    @classmethod
+    def _check_signing_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("FILES_SIGNING_KEY must be at least 16 characters")
+        return value
+
+    @field_validator("GROUP_TRIGGER_WORDS")
+    @classmethod
+    def _check_triggers(cls, value: str) -> str:
+        for word in value.split(","):
+            if len(word.strip()) > 64:
+                raise ValueError("GROUP_TRIGGER_WORDS: each word is at most 64 characters")
+        return value
+
     @field_validator("LOG_LEVEL")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -184,6 +227,23 @@ class Settings(BaseSettings):
         if self.RETRY_MAX_DELAY < self.RETRY_BASE_DELAY:
             raise ValueError("RETRY_MAX_DELAY must not be smaller than RETRY_BASE_DELAY")
         return self
+
+    @property
+    def trigger_words(self) -> list[str]:
+        """`GROUP_TRIGGER_WORDS` as a list (comma-separated; blanks dropped, case kept)."""
+        return [w.strip() for w in self.GROUP_TRIGGER_WORDS.split(",") if w.strip()]
+
+    @property
+    def files_base_url(self) -> str:
+        """Where the agent reaches `GET /files/{id}`: `FILES_BASE_URL`, else the origin of
+        `WEBHOOK_URL`, else "" (relative URLs: the agent must know the gateway's address)."""
+        if self.FILES_BASE_URL:
+            return self.FILES_BASE_URL
+        if self.WEBHOOK_URL:
+            m = re.match(r"^(https?://[^/]+)", self.WEBHOOK_URL)
+            if m:
+                return m.group(1)
+        return ""
 
     @property
     def agent_timeout(self) -> float:

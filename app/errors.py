@@ -22,6 +22,7 @@ The table (docs/architecture.md, "Failures", has the reasoning):
 | Telegram 400 "message to edit not found" / "message can't be edited" | EDIT_GONE (send anew) |
 | Telegram 403, 400 "chat not found" / "user is deactivated" / "PEER_ID_INVALID" | CHAT_GONE |
 | Telegram 409 (webhook vs getUpdates) | CONFLICT |
+| Telegram 400 "file is too big"; `FileTooBig` (over the bots' download limit) | TOO_BIG |
 | Telegram other 4xx | PERMANENT |
 | the gateway's own database unreachable | OUTAGE |
 | anything else (a bug) | FAILURE |
@@ -139,6 +140,17 @@ class IngestUnavailable(GatewayError):
     """An update could not be stored: the webhook answers 503 so Telegram redelivers."""
 
 
+class FileTooBig(GatewayError):
+    """A file is larger than Telegram lets a bot download (20 MB): asking again cannot help."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        mb = f"{size / 2**20:.1f} MB" if size is not None else "larger than the limit"
+        most = f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{limit / 1024:g} KB"
+        super().__init__(f"the file is {mb}; Telegram lets bots download at most {most}")
+        self.size = size
+        self.limit = limit
+
+
 class Verdict(StrEnum):
     """What a failure means for whoever hit it (see the module docstring's table)."""
 
@@ -152,6 +164,7 @@ class Verdict(StrEnum):
     NOT_MODIFIED = "not_modified"  # an edit to the text the message already shows: done
     EDIT_GONE = "edit_gone"  # the message to edit was deleted, or can no longer be edited
     CONFLICT = "conflict"  # getUpdates while a webhook is set (or another poller runs)
+    TOO_BIG = "too_big"  # a file over the download limit: refuse it, clearly
 
 
 #: User Service statuses that mean the service (not this request) is the problem.
@@ -179,6 +192,8 @@ def _telegram(exc: TelegramClientError) -> Verdict:
         return Verdict.NOT_MODIFIED
     if code == 400 and any(p in description for p in _EDIT_GONE_PHRASES):
         return Verdict.EDIT_GONE
+    if code == 400 and "file is too big" in description:
+        return Verdict.TOO_BIG
     if code == 403 or (code == 400 and any(p in description for p in _CHAT_GONE_PHRASES)):
         return Verdict.CHAT_GONE
     return Verdict.PERMANENT
@@ -217,6 +232,8 @@ def classify(exc: BaseException) -> Verdict:
         return _http_status(exc.status)
     if isinstance(exc, Unavailable | IngestUnavailable):
         return Verdict.OUTAGE
+    if isinstance(exc, FileTooBig):
+        return Verdict.TOO_BIG
     if isinstance(exc, TimeoutError | ConnectionError):
         return Verdict.OUTAGE
     import httpx
@@ -237,6 +254,7 @@ def retry_after(exc: BaseException) -> float | None:
 __all__ = [
     "AgentServiceError",
     "ConfigError",
+    "FileTooBig",
     "GatewayError",
     "IngestUnavailable",
     "ServiceError",

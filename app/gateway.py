@@ -27,12 +27,17 @@ from app.inbound.ingest import IngestBatcher
 from app.inbound.poller import Poller
 from app.logger import get_logger
 from app.metrics import Metrics
+from app.processing.addressing import BotIdentity, GroupAddressing
 from app.processing.callback_acker import CallbackAcker
 from app.processing.cancel import Cancellations
+from app.processing.commands import publish_commands
 from app.processing.dispatcher import Dispatcher
+from app.processing.feedback import ButtonFeedback
+from app.processing.files import FileLinks
 from app.processing.history import History
 from app.processing.pipeline import Pipeline
 from app.processing.streaming import StreamConfig, Streamer, stop_requested
+from app.processing.turns import TurnConfig, Turns
 from app.storage.callbacks import SqlCallbackStore
 from app.storage.engine import make_engine
 from app.storage.inbox import Inbox, NewUpdate
@@ -104,7 +109,24 @@ class Gateway:
             on_delivered=self.history.on_delivered,
             lane_telegram=self._lane_telegram,
         )
-        self.cancellations = Cancellations()
+        # Conversation turns, groups, files, button feedback (docs/turns.md).
+        self.identity = BotIdentity(self.telegram)
+        self.cancellations = Cancellations()  # /stop and interrupting turns end an agent call
+        self.files = FileLinks(
+            bot_token=settings.BOT_TOKEN,
+            signing_key=settings.FILES_SIGNING_KEY,
+            base_url=settings.files_base_url,
+            ttl=settings.FILES_URL_TTL,
+            max_bytes=settings.FILES_MAX_BYTES,
+        )
+        self.turns = Turns(
+            self.inbox,
+            self.history,
+            files=self.files,
+            cancellations=self.cancellations,
+            config=TurnConfig.from_settings(settings),
+        )
+        # Streamed replies and /stop (docs/streaming.md); shares the cancellations above.
         self.streamer = Streamer(
             self.agent,
             self.delivery.previews,
@@ -128,6 +150,11 @@ class Gateway:
             metrics=self.metrics,
             answer_callback=self.acker.answer_once,
             streamer=self.streamer,
+            turns=self.turns,
+            groups=GroupAddressing(
+                self.identity, mode=settings.GROUP_REPLY, trigger_words=settings.trigger_words
+            ),
+            feedback=ButtonFeedback(self.telegram, settings.BUTTON_FEEDBACK),
         )
         self.dispatcher = Dispatcher(
             self.inbox,
@@ -159,6 +186,7 @@ class Gateway:
         for row in rows:  # a stop must not wait behind the answer it stops
             if stop_requested(row):
                 self.cancellations.cancel(row.chat_key, f"stop:{row.update_id}")
+        self.turns.on_commit(rows)
 
     async def start(self) -> None:
         s = self.settings
@@ -174,6 +202,7 @@ class Gateway:
             await self.delivery.start()
             self.dispatcher.start()
             self._loop(self._flush_loop, "retry-flusher")
+            self._loop(self._introduce_bot, "bot-profile")
         self._loop(self._housekeeping_loop, "housekeeping")
         if s.UPDATE_MODE == "polling":
             poller = Poller(self.telegram, self.inbox, on_commit=self._after_commit)
@@ -256,6 +285,28 @@ class Gateway:
             except Exception as exc:
                 log.error("inbox housekeeping failed", extra={"error": repr(exc)})
             await asyncio.sleep(10)
+
+    async def _introduce_bot(self) -> None:
+        """Learn who the bot is (`getMe`: its username, for group mentions) and publish its
+        commands (`setMyCommands`); retried until Telegram answers both."""
+        delay = 1.0
+        done: set[str] = set()
+        while len(done) < 2:
+            try:
+                if "me" not in done:
+                    await self.identity.get()
+                    done.add("me")
+                if "commands" not in done:
+                    await publish_commands(self.telegram)
+                    done.add("commands")
+                    log.info("bot commands published")
+            except Exception as exc:
+                log.warning(
+                    "getMe / setMyCommands failed; retrying",
+                    extra={"error": str(exc), "retry_in": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
 
     async def _register_webhook(self) -> None:
         """Point Telegram at `WEBHOOK_URL` (with the secret); retried until it works."""

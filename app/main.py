@@ -20,7 +20,7 @@ from app.config import Settings, load_settings_or_exit
 from app.gateway import Gateway
 from app.inbound.webhook import make_webhook_endpoint
 from app.logger import configure_logging
-from app.routes import admin, delivery, health
+from app.routes import admin, delivery, files, health
 from app.routes.guard import make_admin_guard
 
 WEBHOOK_PATH = "/webhook/telegram"
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_route(WEBHOOK_PATH, webhook, methods=["POST"], include_in_schema=False)
     app.webhook_asgi = request_response(webhook)
     require_admin = make_admin_guard(settings.ADMIN_TOKEN)
-    for routes in (health, admin, delivery):
+    for routes in (health, admin, delivery, files):
         app.include_router(routes.router(gateway, require_admin))
     return app
 

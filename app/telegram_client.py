@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -188,6 +189,41 @@ class TelegramClient:
             "reply_markup": reply_markup,
         }
         return await self.call("editMessageReplyMarkup", params)
+
+    async def get_file(self, file_id: str) -> dict[str, Any]:
+        """getFile: the File object (`file_size`, `file_path`) needed to download it."""
+        return await self.call("getFile", {"file_id": file_id})
+
+    @contextlib.asynccontextmanager
+    async def download(
+        self,
+        file_path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - the HTTP timeout, passed to httpx
+    ) -> AsyncIterator[httpx.Response]:
+        """Stream a file from Telegram's file server (`file_path` from `get_file`).
+
+        The URL carries the token, so, as for `call`, failures are described without it: a
+        non-2xx answer or a network error is a `TelegramClientError` naming the method
+        "download" and the status or the error's class only.
+        """
+        url = f"{self.base}/file/bot{self._token}/{quote(file_path, safe='/')}"
+        try:
+            async with self.http.stream(
+                "GET", url, timeout=self.timeout if timeout is None else timeout
+            ) as response:
+                if not response.is_success:
+                    raise TelegramClientError(
+                        "download",
+                        status=response.status_code,
+                        error_code=response.status_code,
+                        description=f"file server answered HTTP {response.status_code}",
+                    )
+                yield response
+        except httpx.HTTPError as exc:
+            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"
+            raise TelegramClientError(
+                "download", description=f"{kind}: {exc.__class__.__name__}"
+            ) from None
 
     async def set_webhook(
         self, url: str, secret_token: str | None = None, **extra: Any

@@ -18,13 +18,31 @@ from app.logger import get_logger
 log = get_logger(__name__)
 
 #: Update kinds the gateway handles, in the order they are looked for: the webhook stores only
-#: these, `setWebhook` / `getUpdates` ask Telegram for only these, and the pipeline parses them.
-HANDLED_KINDS = ("message", "edited_message", "callback_query", "stopped_message_generation")
+#: these, `setWebhook` / `getUpdates` ask Telegram for only these (`allowed_updates`), and the
+#: pipeline parses them. The one list: a new kind is added here and nowhere else.
+HANDLED_KINDS = (
+    "message",
+    "edited_message",
+    "callback_query",
+    "business_message",
+    "edited_business_message",
+    "stopped_message_generation",
+)
 #: The earlier name of `HANDLED_KINDS`.
 SUPPORTED_KINDS = HANDLED_KINDS
+#: Kinds whose body is a Message (Telegram Business messages included).
+MESSAGE_KINDS = ("message", "edited_message", "business_message", "edited_business_message")
+#: Edits: recorded in the history, never answered.
+EDIT_KINDS = frozenset({"edited_message", "edited_business_message"})
 
 Kind = Literal[
-    "message", "edited_message", "callback_query", "stopped_message_generation", "unsupported"
+    "message",
+    "edited_message",
+    "callback_query",
+    "business_message",
+    "edited_business_message",
+    "stopped_message_generation",
+    "unsupported",
 ]
 
 
@@ -51,6 +69,8 @@ ParsedUpdate = TypedDict(
         "callback_query_id": str | None,
         "callback_data": str | None,
         "callback_message_id": int | None,
+        "business_connection_id": str | None,
+        "media_group_id": str | None,
         "raw": Any,
     },
 )
@@ -230,6 +250,8 @@ def _empty(update: Any) -> ParsedUpdate:
         "callback_query_id": None,
         "callback_data": None,
         "callback_message_id": None,
+        "business_connection_id": None,
+        "media_group_id": None,
         "raw": update,
     }
 
@@ -283,6 +305,18 @@ def _parse_message(out: ParsedUpdate, kind: Kind, msg: dict[str, Any]) -> Parsed
         return _unsupported(out, "message without sender")
     if chat.get("type") == "channel":
         return _unsupported(out, "channel message")
+    if kind in ("business_message", "edited_business_message"):
+        connection = msg.get("business_connection_id")
+        if not isinstance(connection, str) or not connection:
+            return _unsupported(out, "business message without business_connection_id")
+        out["business_connection_id"] = connection
+        if msg.get("sender_business_bot") is not None:
+            # What the bot itself sent for the business account comes back as an update.
+            return _unsupported(out, "the bot's own message in a business chat")
+        if telegram_id != chat_id:
+            # A business chat is the owner's private chat with a customer (chat id = the
+            # customer): a message from anyone else is the owner's own, not for the bot.
+            return _unsupported(out, "the business account owner's own message")
     text = msg.get("text")
     caption = msg.get("caption")
     media = media_kind(msg)
@@ -297,6 +331,8 @@ def _parse_message(out: ParsedUpdate, kind: Kind, msg: dict[str, Any]) -> Parsed
         return _unsupported(out, "live location update")
     out["media"] = media
     out["text"] = safe_extract_text(msg)
+    group = msg.get("media_group_id")
+    out["media_group_id"] = group if isinstance(group, str) and group else None
     if isinstance(text, str) and text:
         command, args, bot = parse_command(text)
         out["is_command"] = command is not None
@@ -362,14 +398,19 @@ def parse_update(update_json: Any) -> ParsedUpdate:
     command``) plus ``update_id, kind, chat, from, chat_key, media, callback_query_id,
     callback_data, callback_message_id, command_args, command_bot, unsupported_reason``.
 
-    - ``kind`` is "message", "edited_message", "callback_query" or "unsupported" (channel posts,
-      inline queries, member updates, reactions, polls, service messages, garbage).
+    - ``kind`` is "message", "edited_message", "callback_query", "business_message",
+      "edited_business_message" or "unsupported" (channel posts, inline queries, member updates,
+      reactions, polls, service messages, the bot's own echoes in business chats, garbage).
+    - ``business_connection_id``: the Telegram Business connection a business message came
+      through (answers go back through it); ``media_group_id``: the album a message belongs to.
     - ``chat`` is the chat object; for a callback query without a message it is the user's
       private chat synthesised from ``from``. Register users from ``from``, not from ``chat``:
       in a group ``chat`` is the group.
     - ``chat_key`` orders one chat's updates (`chat_key_of`).
     - ``message_id`` is the id of the user's message; None for callback queries (see
-      ``callback_message_id`` for the message that carried the button).
+      ``callback_message_id`` for the message that carried the button). It can be 0 (Bot API
+      10.2: ephemeral and server-scheduled messages): never use it alone as a key
+      (`message_key`).
     """
     out = _empty(update_json)
     try:
@@ -378,7 +419,7 @@ def parse_update(update_json: Any) -> ParsedUpdate:
         if out["update_id"] is None:
             return _unsupported(out, "update without update_id")
         kind: Kind
-        for kind in ("message", "edited_message"):
+        for kind in MESSAGE_KINDS:  # type: ignore[assignment]
             if kind in update_json:
                 msg = update_json[kind]
                 if not isinstance(msg, dict):
@@ -396,6 +437,29 @@ def parse_update(update_json: Any) -> ParsedUpdate:
     except Exception as exc:  # pragma: no cover - defensive: every branch above is total
         log.warning("parse_update failed", extra={"error": exc.__class__.__name__})
         return _unsupported(_empty(update_json), "parse error")
+
+
+def message_key(parsed: ParsedUpdate) -> int | None:
+    """The message id that identifies a user's message in the history, or None.
+
+    None for anything but a plain `message`: edits share their original's id, button presses
+    have none, and a business chat's ids are another chat's numbering (the customer's chat with
+    the business owner has the same chat id as the customer's chat with the bot). None for 0
+    too: Telegram gives every ephemeral or server-scheduled message id 0 (Bot API 10.2).
+    """
+    message_id = parsed["message_id"]
+    if parsed["kind"] != "message" or not message_id:
+        return None
+    return message_id
+
+
+def message_of(update: Any) -> dict[str, Any]:
+    """The Message inside a message-like update (or a callback query's message), else {}."""
+    obj = _dict(update)
+    for kind in MESSAGE_KINDS:
+        if kind in obj:
+            return _dict(obj[kind])
+    return _dict(_dict(obj.get("callback_query")).get("message"))
 
 
 #: Keys removed wherever they appear in an update: previews and alternative renditions of media

@@ -40,6 +40,7 @@ HELP = """I'm the demo agent: no model, every answer shows off something the gat
 /stream (or "story") — a story, streamed word by word when the gateway asks for a stream
 /remember (or "what did I say first?") — quotes the first message of the history I was given
 /busy — answers 503 "overloaded", so you see the gateway's busy message
+/new — a new conversation: the gateway stops sending me what came before
 /help — this list
 
 Send a photo, a voice message or a sticker and I'll tell you what I was told about it;
@@ -236,6 +237,9 @@ class DemoBackend:
             [],
         )
 
+    def new(self, request: RespondIn) -> tuple[str, list[Any]]:
+        return "A new conversation: I only see what you say from now on.", []
+
     def busy(self, request: RespondIn) -> tuple[str, list[Any]]:
         raise UpstreamBusy("the demo agent was asked to be busy (/busy)", retry_after=1)
 
@@ -247,4 +251,6 @@ class DemoBackend:
         "/stream": story,
         "/remember": remember,
         "/busy": busy,
+        "/new": new,
+        "/reset": new,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from app.delivery.config import DeliveryConfig
 from app.delivery.ports import TelegramAPI
@@ -31,9 +32,14 @@ class ChatActions:
         self._quiet = quiet  # True: do not bother this chat now (flood wait, unreachable)
 
     @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
+    async def typing(
+        self, chat_id: int, business_connection_id: str | None = None
+    ) -> AsyncIterator[None]:
         """Show "typing..." in the chat while the block runs (never raises)."""
-        task = asyncio.create_task(self._loop(chat_id), name=f"typing-{chat_id}")
+        params: dict[str, Any] = {"chat_id": chat_id, "action": "typing"}
+        if business_connection_id:
+            params["business_connection_id"] = business_connection_id
+        task = asyncio.create_task(self._loop(chat_id, params), name=f"typing-{chat_id}")
         try:
             yield
         finally:
@@ -41,14 +47,14 @@ class ChatActions:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _loop(self, chat_id: int) -> None:
+    async def _loop(self, chat_id: int, params: dict[str, Any]) -> None:
         interval = self.config.typing_interval
         while True:
             if not self._quiet(chat_id):
                 try:
                     await self.telegram.call(
                         "sendChatAction",
-                        {"chat_id": chat_id, "action": "typing"},
+                        params,
                         timeout=min(interval, self.config.request_timeout),
                     )
                 except asyncio.CancelledError:

@@ -236,11 +236,13 @@ class Delivery:
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
         edit_message_id: int | None = None,
+        business_connection_id: str | None = None,
     ) -> None:
         """Queue a reply durably; a second call with the same `job_key` does nothing.
 
         `edit_message_id`: the reply's first part is written over that message (a streamed
         reply's preview) instead of being sent as a new one; the other parts follow it.
+        `business_connection_id`: answer a Telegram Business chat through its connection.
         """
         parts = plan_parts(
             text,
@@ -257,6 +259,7 @@ class Delivery:
                 "reply_markup": p.reply_markup,
                 "reply_to_message_id": p.reply_to_message_id,
                 "edit_message_id": edit_message_id if n == 0 else None,
+                "business_connection_id": business_connection_id,
             }
             for n, p in enumerate(parts)
         ]
@@ -309,9 +312,11 @@ class Delivery:
             if self._jobs.events.get(job_key) is event:
                 del self._jobs.events[job_key]
 
-    def typing(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+    def typing(
+        self, chat_id: int, business_connection_id: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Show "typing..." in the chat while the block runs (best effort, never raises)."""
-        return self.actions.typing(chat_id)
+        return self.actions.typing(chat_id, business_connection_id)
 
     async def mark_active(self, chat_id: int) -> None:
         """The user wrote again: the chat is reachable (clear a 403 / not-found mark)."""

@@ -90,6 +90,8 @@ def params_for(part: PartRow, send_to: int | None) -> dict[str, Any]:
             "message_id": part.reply_to_message_id,
             "allow_sending_without_reply": True,
         }
+    if part.business_connection_id:
+        params["business_connection_id"] = part.business_connection_id
     return params
 
 

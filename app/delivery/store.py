@@ -40,6 +40,8 @@ class PartRow:
     first_attempt_at: float | None
     next_attempt_at: float
     plain_fallback: bool
+    #: Telegram Business: the connection the reply goes through (sent as the account owner).
+    business_connection_id: str | None = None
 
 
 def dumps(value: Any) -> str | None:
@@ -104,6 +106,7 @@ async def insert_parts(
             "reply_markup": dumps(p["reply_markup"]),
             "reply_to_message_id": p["reply_to_message_id"],
             "edit_message_id": p.get("edit_message_id"),
+            "business_connection_id": p.get("business_connection_id"),
             "state": state,
             "attempts": 0,
             "next_attempt_at": 0.0,
@@ -273,6 +276,7 @@ def _part_row(r: Any) -> PartRow:
         first_attempt_at=r.first_attempt_at,
         next_attempt_at=float(r.next_attempt_at),
         plain_fallback=bool(r.plain_fallback),
+        business_connection_id=r.business_connection_id,
     )
 
 

@@ -51,6 +51,8 @@ delivery_parts = Table(
     # Set: this part is the final text of a streamed reply, written over the preview message
     # already in the chat (editMessageText) instead of a new message.
     Column("edit_message_id", BigInteger, nullable=True),
+    # Telegram Business: sendMessage goes through this connection (migration 0005).
+    Column("business_connection_id", String(128), nullable=True),
     # pending -> sent | parked | failed | skipped
     Column("state", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

@@ -30,10 +30,16 @@ class Cancelled(GatewayError):
 
 
 class Cancellations:
-    """chat key -> the task doing cancellable work for it, and why it was cancelled."""
+    """chat key -> the task doing cancellable work for it, and why it was cancelled.
+
+    Scopes nest (a turn's agent call inside the turn): the innermost scope open for a chat
+    turns the cancellation into `Cancelled`, which then passes through the outer ones like any
+    exception, so whoever knows what to do with the reason handles it.
+    """
 
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._depth: dict[str, int] = {}
         self._reasons: dict[str, str] = {}
 
     def running(self, chat_key: str) -> bool:
@@ -42,7 +48,7 @@ class Cancellations:
     def cancel(self, chat_key: str, reason: str) -> bool:
         """Cancel the chat's running scope; False when nothing was running."""
         task = self._tasks.get(chat_key)
-        if task is None or task.done():
+        if task is None or task.done() or chat_key in self._reasons:
             return False
         self._reasons[chat_key] = reason
         task.cancel()
@@ -54,6 +60,7 @@ class Cancellations:
         task = asyncio.current_task()
         assert task is not None
         self._tasks[chat_key] = task
+        self._depth[chat_key] = self._depth.get(chat_key, 0) + 1
         try:
             yield
         except asyncio.CancelledError:
@@ -63,6 +70,11 @@ class Cancellations:
             task.uncancel()
             raise Cancelled(reason) from None
         finally:
-            if self._tasks.get(chat_key) is task:
-                del self._tasks[chat_key]
-            self._reasons.pop(chat_key, None)
+            depth = self._depth[chat_key] - 1
+            if depth:
+                self._depth[chat_key] = depth
+            else:
+                del self._depth[chat_key]
+                if self._tasks.get(chat_key) is task:
+                    del self._tasks[chat_key]
+                self._reasons.pop(chat_key, None)

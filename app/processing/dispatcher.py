@@ -146,6 +146,16 @@ class Dispatcher:
         except Exception as exc:
             await self._failed(item, exc, started)
             return
+        if outcome.defer_until is not None:
+            # A turn waiting for more of its messages: back to the inbox until then.
+            await self.inbox.defer(item.seq, outcome.defer_until)
+            delay = max(0.0, outcome.defer_until - time.time()) + 0.01
+            asyncio.get_running_loop().call_later(delay, self.wake)
+            log.debug(
+                "turn waiting for more messages",
+                extra={"event": "turn_waiting", "note": outcome.note, "due_in": round(delay, 3)},
+            )
+            return
         await self.inbox.finish(item.seq, outcome.state, outcome.note)
         self.metrics.updates_processed.labels(outcome.state).inc()
         log.info(

@@ -9,18 +9,26 @@ without a unique key stores a replayed write twice):
   (its own earlier run, or someone else: a duplicate);
 - `on_delivered`, delivery's hook, writes the outbound row once a reply is sent, looking first
   when an earlier run of the hook may have written it;
-- `context` is the agent's view of the conversation (the last few rows, oldest first).
+- `context` is the agent's view of the conversation (the last few rows, oldest first): since
+  the newest `/new` (or `/reset`), without the messages of the turn being answered, and in a
+  group the chat's recent speakers merged (each with who said it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from app.delivery import DeliveredJob
 from app.errors import UserServiceError
 from app.logger import get_logger
+from app.processing.commands import NEW_CONTEXT_COMMANDS
 from app.processing.ports import UserService
 from app.storage.retry_queue import RetryQueue
+from app.utils import build_display_name, message_of, parse_command
 
 log = get_logger(__name__)
 
@@ -35,6 +43,43 @@ def _is_row_of(row: dict[str, Any], update_id: int) -> bool:
     )
 
 
+def _update_id_of(row: dict[str, Any]) -> Any:
+    metadata = row.get("metadata")
+    return metadata.get("update_id") if isinstance(metadata, dict) else None
+
+
+def _starts_fresh(row: dict[str, Any]) -> bool:
+    """An inbound `/new` or `/reset`: the agent's context starts after it."""
+    if row.get("direction") != "in":
+        return False
+    metadata = row.get("metadata")
+    gateway = metadata.get("gateway") if isinstance(metadata, dict) else None
+    if isinstance(gateway, dict) and gateway.get("command") in NEW_CONTEXT_COMMANDS:
+        return True
+    text = row.get("message_text")
+    return isinstance(text, str) and parse_command(text.strip())[0] in NEW_CONTEXT_COMMANDS
+
+
+def _when(row: dict[str, Any]) -> float:
+    """A sortable time for merging several users' rows (ISO text or epoch seconds)."""
+    value = row.get("created_at")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value).timestamp()
+    return 0.0
+
+
+def _speaker(row: dict[str, Any]) -> str | None:
+    metadata = row.get("metadata")
+    sender = message_of(metadata).get("from") if isinstance(metadata, dict) else None
+    if not sender:
+        callback = metadata.get("callback_query") if isinstance(metadata, dict) else None
+        sender = callback.get("from") if isinstance(callback, dict) else None
+    return build_display_name(sender) if isinstance(sender, dict) else None
+
+
 class History:
     """History reads and writes for one gateway (see the module docstring)."""
 
@@ -46,32 +91,60 @@ class History:
         self.context_size = context_size
 
     async def context(
-        self, user_id: str, current_update_id: int | None = None
+        self,
+        user_id: str,
+        current_update_id: int | None = None,
+        *,
+        exclude: Collection[int] = (),
+        fresh: bool = False,
+        chat_id: int | None = None,
+        speakers: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """The last few interactions before this one, oldest first, as agent context.
+        """The last few interactions before this turn, oldest first, as agent context.
 
-        The inbound row of the update being answered is already written by now; it is left out
-        (the agent gets it as `text`), so an agent joining history and text does not see it twice.
+        The inbound rows of the turn being answered (`current_update_id` and `exclude`) are
+        already written by now; they are left out (the agent gets them as `text` and `parts`),
+        so an agent joining history and text does not see them twice. Rows before the newest
+        `/new` are left out too, and `fresh` (the turn *is* a `/new`) gives no context at all.
+        With `speakers` (a group chat: other users who spoke there recently) their rows in
+        `chat_id` are merged in and every item says who wrote it (`from`).
         Best-effort: empty when the User Service cannot answer.
         """
-        if self.context_size <= 0:
+        if self.context_size <= 0 or fresh:
             return []
+        skip = {u for u in (current_update_id, *exclude) if u is not None}
+        limit = min(200, self.context_size + len(skip) + 1)
+        group = bool(speakers) or (chat_id is not None and chat_id < 0)
         try:
-            rows = await self.users.get_interactions(user_id, limit=self.context_size + 1)
+            if group:
+                found = await asyncio.gather(
+                    *(
+                        self.users.get_interactions(uid, limit=limit, chat_id=chat_id)
+                        for uid in dict.fromkeys([user_id, *speakers])
+                    )
+                )
+                rows = sorted((r for rs in found for r in rs), key=_when, reverse=True)
+            else:
+                rows = await self.users.get_interactions(user_id, limit=limit)
         except UserServiceError as exc:
             log.info("history unavailable for agent context", extra={"status": exc.status})
             return []
-        if current_update_id is not None:
-            rows = [r for r in rows if not _is_row_of(r, current_update_id)]
-        rows = list(reversed(rows[: self.context_size]))
-        return [
-            {
+        rows = [r for r in rows if r.get("direction") != "in" or _update_id_of(r) not in skip]
+        for i, row in enumerate(rows):  # newest first: stop at the newest /new
+            if _starts_fresh(row):
+                rows = rows[:i]
+                break
+        items = []
+        for r in reversed(rows[: self.context_size]):
+            item = {
                 "direction": r.get("direction"),
                 "text": r.get("message_text"),
                 "created_at": r.get("created_at"),
             }
-            for r in rows
-        ]
+            if group and r.get("direction") == "in":
+                item["from"] = _speaker(r)
+            items.append(item)
+        return items
 
     async def log_or_queue(self, payload: dict[str, Any], dedupe_key: str) -> None:
         """Write a history row now, or durably queue it when the User Service cannot take it."""

@@ -5,6 +5,11 @@ the user, dedupe against the history, log the inbound interaction, show "typing"
 agent works, ask the agent, and hand the reply to the delivery engine, which sends it (rate
 limited, split, retried) and then logs the outbound interaction (`on_delivered`).
 
+Around them: a group message not addressed to the bot is recorded and not answered
+(`addressing`); a pressed button's keyboard shows the choice (`feedback`); and the update may
+head a turn that answers the messages queued behind it too (`turns`), which is then recorded
+message by message and answered once.
+
 After each step its result goes into the update's step record (`app.processing.progress`), so
 an update interrupted by a crash resumes at the first step not yet done: no second agent call,
 no second history row, no second reply. Failures are raised to the dispatcher, which asks
@@ -13,6 +18,7 @@ no second history row, no second reply. Failures are raised to the dispatcher, w
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +27,27 @@ from app.agent_client import AgentClient
 from app.errors import UserServiceError
 from app.logger import get_logger
 from app.metrics import Metrics
+from app.processing.addressing import GroupAddressing, Reason, is_group
+from app.processing.cancel import Cancelled
+from app.processing.commands import NEW_CONTEXT_COMMANDS
+from app.processing.feedback import SPENT_DATA, ButtonFeedback, pressed_label
+from app.processing.files import FileLinks
 from app.processing.history import History
 from app.processing.keyboards import CallbackStore, build_inline_keyboard, resolve_callback_data
 from app.processing.ports import DeliveryPort, UserService
 from app.processing.progress import InboxRecord, ReplyRecord, StepRecord
 from app.processing.streaming import Streamer
-from app.storage.inbox import DONE, IGNORED, Inbox, InboxItem
+from app.processing.turns import INTERRUPT, Turn, Turns, Wait
+from app.storage.inbox import DONE, IGNORED, PENDING, Inbox, InboxItem
 from app.storage.states import InboxState
-from app.utils import ParsedUpdate, is_stop, parse_update, trim_metadata
+from app.utils import (
+    EDIT_KINDS,
+    ParsedUpdate,
+    is_stop,
+    message_key,
+    parse_update,
+    trim_metadata,
+)
 
 log = get_logger(__name__)
 
@@ -47,6 +66,8 @@ class Outcome:
     state: InboxState
     note: str | None = None
     steps: list[str] = field(default_factory=list)
+    #: Not finished: give the update back, to be claimed again at this time (epoch seconds).
+    defer_until: float | None = None
 
 
 class Pipeline:
@@ -64,7 +85,12 @@ class Pipeline:
         metrics: Metrics,
         answer_callback: AnswerCallback,
         streamer: Streamer,
+        turns: Turns | None = None,
+        groups: GroupAddressing | None = None,
+        feedback: ButtonFeedback | None = None,
     ) -> None:
+        """Without `turns`, every message is its own turn (no waiting); without `groups`, group
+        messages are all answered; without `feedback`, pressed keyboards stay as they are."""
         self.inbox = inbox
         self.users = users
         self.agent = agent
@@ -74,6 +100,11 @@ class Pipeline:
         self.metrics = metrics
         self.answer_callback = answer_callback
         self.streamer = streamer
+        # Without a configured `turns`, file links are signed with a throw-away key.
+        links = FileLinks(bot_token=secrets.token_urlsafe(32))
+        self.turns = turns or Turns(inbox, history, files=links)
+        self.groups = groups
+        self.feedback = feedback
 
     async def process(self, item: InboxItem) -> Outcome:
         parsed = parse_update(item.update())
@@ -81,7 +112,7 @@ class Pipeline:
         progress = record.progress
         chat_id = parsed["chat_id"]
         if parsed["kind"] == "unsupported" or chat_id is None or parsed["telegram_id"] is None:
-            return Outcome(IGNORED, "not a message the gateway answers")
+            return Outcome(IGNORED, parsed["unsupported_reason"] or "not a message it answers")
         kind = parsed["kind"]
         steps: list[str] = []
         if kind == "stopped_message_generation":  # a button, not a message: no history row
@@ -92,6 +123,8 @@ class Pipeline:
             if query_id:
                 await self.answer_callback(item.update_id, query_id)
             progress["cb_answered"] = True
+        if kind == "callback_query" and parsed["callback_data"] == SPENT_DATA:
+            return Outcome(IGNORED, "a press on a spent button (its choice is made)")
 
         # An earlier run got past the user step: it may have written the inbound row before it
         # died (or before its write timed out), so that row must be looked for, not rewritten.
@@ -108,7 +141,17 @@ class Pipeline:
         text = parsed["text"]
         if kind == "callback_query":
             text = await resolve_callback_data(parsed["callback_data"] or "", self.callbacks)
-        message_id = parsed["message_id"] if kind == "message" else None
+        message_id = message_key(parsed)
+        reason = await self.addressed(parsed)
+        if reason is None and parsed["media_group_id"] and kind not in EDIT_KINDS:
+            # An album addresses the bot when any of its items does (the caption is on one).
+            siblings = await self.turns.album_wait(item, parsed)
+            if isinstance(siblings, Wait):
+                return Outcome(PENDING, "waiting for the rest of the album", steps, siblings.until)
+            for sibling in siblings:
+                if await self.addressed(sibling.parsed) is not None:
+                    reason = "album"
+                    break
 
         if not progress.get("in_logged"):
             found = await self.history.recorded_inbound(
@@ -125,7 +168,7 @@ class Pipeline:
                         "message_text": text,
                         "direction": "in",
                         "telegram_message_id": message_id,
-                        "metadata": self.metadata(parsed),
+                        "metadata": self.metadata(parsed, addressed=reason),
                         "chat_id": chat_id,
                     },
                     dedupe_key=f"in:{item.update_id}",
@@ -134,19 +177,83 @@ class Pipeline:
             progress["in_logged"] = True
             await record.save()
 
-        if kind == "edited_message":
+        if kind in EDIT_KINDS:
             return Outcome(DONE, "edit recorded; edits are not answered", steps)
+        if reason is None:
+            return Outcome(DONE, "group message not addressed to the bot: recorded", steps)
         if is_stop(parsed):
             return await self.stop(record, chat_id, steps)
+        if kind == "callback_query" and not progress.get("feedback"):
+            if self.feedback is not None and await self.feedback.apply(parsed):
+                steps.append("feedback")
+            progress["feedback"] = True
+            await record.save()
 
-        steps += await self.answer(
-            record,
-            user=user,
-            chat_id=chat_id,
-            text=text,
-            message_id=parsed["message_id"],
-            extra={"command": parsed["command"], "kind": kind},
-        )
+        outcome = await self.answer_turn(record, item, parsed, user, text)
+        outcome.steps[:0] = steps
+        return outcome
+
+    async def addressed(self, parsed: ParsedUpdate) -> Reason | None:
+        """Why the bot answers this update (None: a group message not meant for it)."""
+        if self.groups is None:
+            return "all" if is_group(parsed) else "private"
+        return await self.groups.reason(parsed)
+
+    def agent_text(self, parsed: ParsedUpdate, text: str | None = None) -> str:
+        """What the agent sees of one message: its text, in groups without the @mention."""
+        text = parsed["text"] if text is None else text
+        if self.groups is None or parsed["kind"] == "callback_query":
+            return text
+        return self.groups.agent_text(parsed, text)
+
+    async def answer_turn(
+        self,
+        record: StepRecord,
+        item: InboxItem,
+        parsed: ParsedUpdate,
+        user: dict[str, Any],
+        text: str,
+    ) -> Outcome:
+        """Assemble the turn `item` heads, record its other messages, answer it once."""
+        steps: list[str] = []
+        user_id = str(user["id"])
+        chat_id = parsed["chat_id"]
+        assert chat_id is not None
+        while True:
+            turn = await self.turns.plan(
+                record,
+                item,
+                parsed,
+                head_text=self.agent_text(parsed, text),
+                text_of=self.agent_text,
+            )
+            if isinstance(turn, Wait):
+                return Outcome(PENDING, "waiting for more messages of the turn", steps, turn.until)
+            steps += await self.turns.record_members(
+                record, turn, user_id=user_id, chat_id=chat_id, metadata=self.metadata
+            )
+            merged, first_id, fields = self.turns.request(turn)
+            extra = await self.turn_extra(record, item, parsed, turn, fields)
+            try:
+                with self.turns.asking(turn):
+                    steps += await self.answer(
+                        record,
+                        user=user,
+                        chat_id=chat_id,
+                        text=merged,
+                        message_id=first_id,
+                        extra=extra,
+                    )
+            except Cancelled as exc:
+                if exc.reason != INTERRUPT:
+                    raise
+                steps.append("interrupted")
+                if "reply" not in record.progress:
+                    self.turns.note_interrupt(record)
+                    await record.save()
+                continue  # take the new message(s) in (or finish a reply already saved)
+            break
+        await self.turns.finish(record, item)
         return Outcome(DONE, None, steps)
 
     async def stop(self, record: InboxRecord, chat_id: int, steps: list[str]) -> Outcome:
@@ -165,6 +272,67 @@ class Pipeline:
             steps.append("enqueue")
         return Outcome(DONE, "stop: nothing was being written", steps)
 
+    async def turn_extra(
+        self,
+        record: StepRecord,
+        item: InboxItem,
+        parsed: ParsedUpdate,
+        turn: Turn,
+        fields: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The agent request's other fields (`fields`: the turn's `parts`, `attachments`), and
+        `context` and `delivery`, the options `answer` takes out for itself."""
+        extra: dict[str, Any] = {"command": parsed["command"], "kind": parsed["kind"], **fields}
+        chat = parsed["chat"] or {}
+        group = is_group(parsed)
+        if group:
+            extra["chat"] = {
+                "id": parsed["chat_id"],
+                "type": chat.get("type"),
+                "title": chat.get("title"),
+            }
+        connection = parsed["business_connection_id"]
+        if connection:
+            extra["business_connection_id"] = connection
+        if parsed["kind"] == "callback_query":
+            raw = parsed["raw"] if isinstance(parsed["raw"], dict) else {}
+            query = raw.get("callback_query") or {}
+            markup = (query.get("message") or {}).get("reply_markup")
+            extra["button"] = {
+                "data": turn.head.text,
+                "text": pressed_label(markup, parsed["callback_data"] or ""),
+                "message_id": parsed["callback_message_id"],
+            }
+        context: dict[str, Any] = {
+            "exclude": turn.update_ids,
+            "fresh": parsed["command"] in NEW_CONTEXT_COMMANDS,
+        }
+        if group:
+            context["chat_id"] = parsed["chat_id"]
+            context["speakers"] = await self.recent_speakers(
+                item, str((record.progress.get("user") or {}).get("id"))
+            )
+        extra["context"] = context
+        delivery: dict[str, Any] = {}
+        if connection:
+            delivery["business_connection_id"] = connection
+        elif group and message_key(parsed):
+            delivery["reply_to_message_id"] = parsed["message_id"]
+        extra["delivery"] = delivery
+        return extra
+
+    async def recent_speakers(self, item: InboxItem, user_id: str, most: int = 5) -> list[str]:
+        """User ids of the others who spoke in this chat lately (group context)."""
+        found: list[str] = []
+        for progress in await self.inbox.recent_progress(item.chat_key, 50):
+            user = progress.get("user")
+            uid = str(user.get("id")) if isinstance(user, dict) and "id" in user else None
+            if uid and uid != user_id and uid not in found:
+                found.append(uid)
+                if len(found) >= most:
+                    break
+        return found
+
     async def answer(
         self,
         record: StepRecord,
@@ -182,14 +350,20 @@ class Pipeline:
         steps: list[str] = []
         progress = record.progress
         user_id = str(user["id"])
+        extra = dict(extra)
+        # Not for the agent: how to read the context, and how to send the reply.
+        context_options: dict[str, Any] = extra.pop("context", None) or {}
+        delivery_options: dict[str, Any] = extra.pop("delivery", None) or {}
         reply = progress.get("reply")
         if reply is None:
-            context = await self.history.context(user_id, record.update_id)
+            business = delivery_options.get("business_connection_id")
+            context = await self.history.context(user_id, record.update_id, **context_options)
             got = await self.streamer.answer(
                 record,
                 user=user,
                 text=text,
                 chat_id=chat_id,
+                business=business,
                 message_id=message_id,
                 history=context,
                 **extra,
@@ -226,6 +400,7 @@ class Pipeline:
                         **({"stopped": True} if reply.get("stopped") else {}),
                     },
                 },
+                **delivery_options,
             )
             progress["enqueued"] = True
             await record.save()
@@ -245,7 +420,7 @@ class Pipeline:
         return user
 
     @staticmethod
-    def metadata(parsed: ParsedUpdate) -> dict[str, Any]:
+    def metadata(parsed: ParsedUpdate, addressed: str | None = None) -> dict[str, Any]:
         """The raw update (trimmed), plus what the gateway understood of it."""
         trimmed = trim_metadata(parsed["raw"])
         meta: dict[str, Any] = dict(trimmed) if isinstance(trimmed, dict) else {}
@@ -254,4 +429,6 @@ class Pipeline:
             "media": parsed.get("media"),
             "command": parsed.get("command"),
         }
+        if is_group(parsed):
+            meta["gateway"]["addressed"] = addressed
         return meta

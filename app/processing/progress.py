@@ -33,6 +33,20 @@ class StreamRecord(TypedDict, total=False):
     draft_id: int  # STREAM_MODE=draft: the draft being shown
 
 
+class TurnRecord(TypedDict, total=False):
+    """The followers of a turn (the updates queued behind its head that it answers too).
+
+    `members` is saved before any of their inbound rows is written, so a member's row can only
+    exist once it is listed (a resumed turn looks for its own rows); `logged` and `skipped`
+    say which rows are written and which messages were in the history already.
+    """
+
+    members: list[dict[str, int]]  # [{"update_id", "seq"}], in arrival order
+    logged: list[int]  # update ids whose inbound row is written (or queued)
+    skipped: list[int]  # update ids found in the history, written by someone else
+    interrupts: int  # TURN_MODE=interrupt: how often a new message restarted the agent call
+
+
 class Progress(TypedDict, total=False):
     """Completed steps of one update (every key optional: absent means not done yet)."""
 
@@ -40,6 +54,8 @@ class Progress(TypedDict, total=False):
     user: dict[str, Any]  # the User Service's user (the user step is done)
     in_logged: bool  # the inbound history row is written (or queued for retry)
     stream: StreamRecord  # a streamed reply's preview is in the chat
+    feedback: bool  # the pressed button's keyboard was changed (BUTTON_FEEDBACK)
+    turn: TurnRecord  # the other updates this turn answers (app.processing.turns)
     reply: ReplyRecord  # the agent answered
     enqueued: bool  # the reply is in the delivery outbox
     outage_waits: int  # how many times a dependency outage sent the update back (uncounted)

@@ -110,7 +110,7 @@ class Streamer:
         self,
         agent: AgentClient,
         previews: PreviewPort,
-        typing: Callable[[int], contextlib.AbstractAsyncContextManager[None]],
+        typing: Callable[..., contextlib.AbstractAsyncContextManager[None]],
         cancellations: Cancellations,
         config: StreamConfig,
         *,
@@ -127,19 +127,33 @@ class Streamer:
         return self.config.mode != "off" and self.agent.base is not None
 
     async def answer(
-        self, record: StepRecord, *, user: dict[str, Any], text: str, chat_id: int, **request: Any
+        self,
+        record: StepRecord,
+        *,
+        user: dict[str, Any],
+        text: str,
+        chat_id: int,
+        business: str | None = None,
+        **request: Any,
     ) -> Answer:
-        """The reply; streamed when the agent and the mode allow, stoppable either way."""
+        """The reply; streamed when the agent and the mode allow, stoppable either way.
+
+        A Telegram Business chat (`business`: its connection id) is answered in one message (previews there would need the
+        connection on every call): its typing goes through the connection, the rest as `off`.
+        A cancellation other than a stop (a turn interrupted by a new message) is the caller's.
+        """
         watcher = self._watch(record)
         view = _View(self, record, chat_id)
         try:
             with self.cancellations.scope(record.chat_key):
-                if not self.streams():
-                    async with self.typing(chat_id):
+                if not self.streams() or business:
+                    async with self.typing(chat_id, business):
                         reply = await self.agent.respond(user, text, chat_id=chat_id, **request)
                     return Answer(reply)
                 return await self._stream(view, user, text, chat_id, request)
         except Cancelled as stop:
+            if _stop_id(stop.reason) is None and not stop.reason.startswith("stop"):
+                raise
             return self._stopped(view, stop.reason)
         finally:
             if watcher is not None:

@@ -12,6 +12,11 @@ and a worker that dies (kill -9, deploy, crash) must leave its update for someon
   replicas sharing PostgreSQL never process the same update twice at once, and a dead worker's
   lease simply expires. Live workers `renew` their leases.
 - `save_progress` records each completed step, so a resumed update skips what was done.
+- Conversation turns (`app.processing.turns`): the head of a chat may answer the updates
+  queued behind it too. `followers` reads them (no lease is needed: nobody can claim a row
+  while an earlier row of its chat is pending, and the head is ours), `finish_followers` marks
+  them done once the turn's reply is queued, and `defer` gives the head back until a moment
+  (a debounce or album grace window) without holding a worker.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class InboxItem:
     payload: str
     attempts: int
     progress: dict[str, Any] = field(default_factory=dict)
+    received_at: float = 0.0
 
     def update(self) -> dict[str, Any]:
         value = json.loads(self.payload)
@@ -163,22 +169,97 @@ class Inbox:
                         inbox.c.payload,
                         inbox.c.attempts,
                         inbox.c.progress,
+                        inbox.c.received_at,
                     )
                 )
                 row = result.first()
                 if row is not None:
-                    claimed.append(
-                        InboxItem(
-                            seq=row.seq,
-                            update_id=row.update_id,
-                            chat_key=row.chat_key,
-                            kind=row.kind,
-                            payload=row.payload,
-                            attempts=row.attempts,
-                            progress=json.loads(row.progress) if row.progress else {},
-                        )
-                    )
+                    claimed.append(_item(row))
         return claimed
+
+    async def followers(self, head: InboxItem, limit: int) -> list[InboxItem]:
+        """The chat's pending updates queued behind `head`, oldest first (at most `limit`).
+
+        Read without a lease: while `head` is pending (and leased by us) no one can claim them.
+        """
+        stmt = (
+            select(
+                inbox.c.seq,
+                inbox.c.update_id,
+                inbox.c.chat_key,
+                inbox.c.kind,
+                inbox.c.payload,
+                inbox.c.attempts,
+                inbox.c.progress,
+                inbox.c.received_at,
+            )
+            .where(
+                inbox.c.chat_key == head.chat_key,
+                inbox.c.seq > head.seq,
+                inbox.c.state == PENDING,
+            )
+            .order_by(inbox.c.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_item(row) for row in await conn.execute(stmt)]
+
+    async def finish_followers(self, head: InboxItem, seqs: Sequence[int], note: str) -> None:
+        """Mark the updates a turn answered done, while its head is still ours.
+
+        Done before the head itself is finished, so none of them can become a chat head and be
+        answered a second time; guarded by the head's lease (a worker that lost it changes
+        nothing).
+        """
+        if not seqs:
+            return
+        still_ours = (
+            select(inbox.c.seq)
+            .where(inbox.c.seq == head.seq, inbox.c.lease_owner == self.owner)
+            .exists()
+        )
+        async with write(self.engine) as conn:
+            await conn.execute(
+                update(inbox)
+                .where(
+                    inbox.c.seq.in_(list(seqs)),
+                    inbox.c.chat_key == head.chat_key,
+                    inbox.c.state == PENDING,
+                    still_ours,
+                )
+                .values(state=DONE, finished_at=now(), last_error=note[:2000])
+            )
+
+    async def defer(self, seq: int, until: float) -> None:
+        """Give a held update back, not to be claimed before `until` (epoch seconds).
+
+        For a turn waiting for more messages: the wait holds no worker and no lease, and any
+        replica may pick the update up when it is due.
+        """
+        async with write(self.engine) as conn:
+            await conn.execute(
+                update(inbox)
+                .where(self._mine(seq))
+                .values(next_attempt_at=until, lease_owner=None, lease_expires_at=None)
+            )
+
+    async def recent_progress(self, chat_key: str, limit: int) -> list[dict[str, Any]]:
+        """The step records of the chat's latest finished updates, newest first (group
+        context: who spoke recently)."""
+        stmt = (
+            select(inbox.c.progress)
+            .where(inbox.c.chat_key == chat_key, inbox.c.state == DONE)
+            .order_by(inbox.c.seq.desc())
+            .limit(limit)
+        )
+        out: list[dict[str, Any]] = []
+        async with self.engine.connect() as conn:
+            for (raw,) in await conn.execute(stmt):
+                with contextlib.suppress(ValueError, TypeError):
+                    value = json.loads(raw) if raw else None
+                    if isinstance(value, dict):
+                        out.append(value)
+        return out
 
     def _mine(self, seq: int) -> Any:
         return and_(inbox.c.seq == seq, inbox.c.lease_owner == self.owner)
@@ -325,6 +406,19 @@ class Inbox:
                 )
             )
             return int(result.rowcount or 0)
+
+
+def _item(row: Any) -> InboxItem:
+    return InboxItem(
+        seq=row.seq,
+        update_id=row.update_id,
+        chat_key=row.chat_key,
+        kind=row.kind,
+        payload=row.payload,
+        attempts=row.attempts,
+        progress=json.loads(row.progress) if row.progress else {},
+        received_at=float(row.received_at or 0.0),
+    )
 
 
 def _row_dict(mapping: Any) -> dict[str, Any]:

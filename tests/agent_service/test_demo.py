@@ -66,6 +66,13 @@ def test_help_lists_the_keywords(text: str) -> None:
     assert "/buttons" in reply and "/stream" in reply and "/busy" in reply and actions == []
 
 
+@pytest.mark.parametrize("command", ["/new", "/reset"])
+def test_new_conversation_is_acknowledged(command: str) -> None:
+    reply, actions = compose(command, command=command)
+    assert reply == "A new conversation: I only see what you say from now on." and actions == []
+    assert "/new" in compose("/help")[0]
+
+
 def test_unknown_command_says_so_and_helps() -> None:
     reply, _ = compose("/frobnicate now", command="/frobnicate")
     assert reply.startswith("Sorry, I don't know /frobnicate.") and "/help" in reply

@@ -237,6 +237,9 @@ def gateway_env(scenario: Scenario, token: str, secret: str, database_url: str) 
         "RETRY_MAX_DELAY": "1",
         "RETRY_FLUSH_INTERVAL": "1",
         "SHUTDOWN_GRACE_SECONDS": "5",
+        # Every group message must be answered (the counts expect a reply per marker); turns
+        # keep their defaults (TURN_MODE=collect, TURN_DEBOUNCE=1): a reply may name several.
+        "GROUP_REPLY": "all",
         # DEBUG shows each send and hook step (bigger logs, a little slower).
         "LOG_LEVEL": os.environ.get("CHAOS_GATEWAY_LOG_LEVEL", "INFO"),
     }

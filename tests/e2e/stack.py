@@ -245,6 +245,16 @@ class Stack:
         assert self.agent is not None
         return list(self.http.get(self.agent.url + "/streams").json())
 
+    def agent_download(self, enabled: bool = True) -> None:
+        """Make the stand-in fetch every attachment through the gateway's URL."""
+        assert self.agent is not None
+        self.http.post(self.agent.url + "/control", json={"download": enabled}).raise_for_status()
+
+    def agent_downloads(self) -> list[JSON]:
+        """What the stand-in got for each URL it fetched (status, size, sha256, headers...)."""
+        assert self.agent is not None
+        return list(self.http.get(self.agent.url + "/downloads").json())
+
     def agent_requests(self, chat_id: int | None = None) -> list[JSON]:
         """Bodies the agent received (for one chat when `chat_id` is given), in order."""
         assert self.agent is not None

@@ -125,8 +125,13 @@ def test_demo_buttons_pressed_come_back_as_the_next_turn(stack: Stack, agents: A
 
     stack.ctl.press_button(uid, menu["message_id"], "answer:yes")
     assert stack.wait_texts(uid, 2)[1] == "You pressed a button; its data was “answer:yes”."
+    # BUTTON_FEEDBACK=mark spent that menu (the choice is shown): press on a fresh one.
+    stack.ctl.send_command(uid, "/start")
+    menu = stack.ctl.wait_for_bot_messages(uid, 3)[2]
+    buttons = [b for row in menu["reply_markup"]["inline_keyboard"] for b in row]
+    long_button = next(b for b in buttons if b["text"] == "Long data")
     stack.ctl.press_button(uid, menu["message_id"], long_button["callback_data"])
-    assert f"“{LONG_DATA}”" in stack.wait_texts(uid, 3)[2]  # the full data, back from the key
+    assert f"“{LONG_DATA}”" in stack.wait_texts(uid, 4)[3]  # the full data, back from the key
 
 
 def test_a_long_demo_reply_is_split_by_the_gateway(stack: Stack, agents: Agents) -> None:

@@ -8,6 +8,7 @@ Service being down) restore it in `finally`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -178,10 +179,14 @@ def test_buttons_and_callbacks(stack: Stack) -> None:
     assert stack.wait_texts(uid, 2)[1] == "Agent: answer:yes"
     assert stack.agent_requests(uid)[1]["text"] == "answer:yes"
 
-    pressed = stack.ctl.press_button(uid, message["message_id"], long_["callback_data"])
+    # BUTTON_FEEDBACK=mark (the default) spent the first keyboard: ask for another one.
+    stack.ctl.send_text(uid, "more buttons")
+    second = stack.ctl.wait_for_bot_messages(uid, 3)[2]
+    long_data = second["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+    pressed = stack.ctl.press_button(uid, second["message_id"], long_data)
     long_query = pressed["callback_query"]["id"]
-    assert stack.wait_texts(uid, 3)[2] == f"Agent: {LONG_DATA}"
-    assert stack.agent_requests(uid)[2]["text"] == LONG_DATA
+    assert stack.wait_texts(uid, 4)[3] == f"Agent: {LONG_DATA}"
+    assert stack.agent_requests(uid)[3]["text"] == LONG_DATA
     answered = [a["callback_query_id"] for a in stack.ctl.callback_answers()]
     assert answered.count(query_id) == 1
     assert answered.count(long_query) == 1
@@ -238,9 +243,17 @@ def test_per_chat_order(stack: Stack) -> None:
     uid = stack.new_user("Quick")
     for i in range(1, 6):
         stack.ctl.send_text(uid, f"m{i}")
-    texts = stack.wait_texts(uid, 5, timeout=30)
-    assert texts == [f"Agent: m{i}" for i in range(1, 6)]
-    rows = stack.wait_history(uid, 10)
+    # Sent this quickly they are one turn or a few (TURN_MODE=collect): every message is
+    # answered once, in order, and recorded once, in order.
+    answered: list[str] = []
+
+    def all_answered() -> bool:
+        answered[:] = re.findall(r"m\d", " ".join(stack.texts(uid)))
+        return len(answered) >= 5
+
+    wait_until(all_answered, timeout=30, what="every message answered")
+    assert answered == [f"m{i}" for i in range(1, 6)]
+    rows = stack.wait_history(uid, 5 + len(stack.texts(uid)))
     assert [r["message_text"] for r in rows if r["direction"] == "in"] == [
         f"m{i}" for i in range(1, 6)
     ]
@@ -335,14 +348,14 @@ def test_long_reply_is_split_and_recorded_once(stack: Stack) -> None:
 def test_group_chat_and_private_chat_are_separate(stack: Stack) -> None:
     alice, bob = stack.new_user("GroupA"), stack.new_user("GroupB")
     group = stack.ctl.create_group("Team", [alice, bob])["id"]
-    stack.ctl.send_text(alice, "hi team", chat_id=group)
-    assert stack.wait_texts(group, 1) == ["Agent: hi team"]
+    stack.ctl.send_text(alice, "hi team", chat_id=group, mention_bot=True)
+    assert stack.wait_texts(group, 1) == ["Agent: hi team"]  # the mention is not the agent's
     stack.ctl.send_text(alice, "hi bot")
     assert stack.wait_texts(alice, 1) == ["Agent: hi bot"]
     rows = stack.wait_history(alice, 4)
     # Message ids restart in each chat: (chat, id) keeps both conversations whole.
     assert [(r["direction"], r["chat_id"], r["message_text"]) for r in rows] == [
-        ("in", group, "hi team"),
+        ("in", group, "@sandbox_bot hi team"),
         ("out", group, "Agent: hi team"),
         ("in", alice, "hi bot"),
         ("out", alice, "Agent: hi bot"),

@@ -94,7 +94,7 @@ def test_groups_are_edited_less_often(stack: Stack) -> None:
     uid = stack.new_user("Member")
     group = stack.ctl.create_group("Streamers", [uid])
     gid = int(group["id"])
-    stack.ctl.send_group_message(uid, gid, "hello group")
+    stack.ctl.send_group_message(uid, gid, "hello group", mention=True)  # addressed
     final_text(stack, gid, full("hello group"))
     edits = calls(stack, "editMessageText", gid)
     # 2 s of streaming at one preview per 3 s: the first message, then the final text only.

@@ -35,6 +35,8 @@ def stack(
             "DATABASE_URL": f"sqlite:///{state / 'gw.db'}",
             "UPDATE_MODE": "polling",
             "POLL_INTERVAL": "0.2",
+            # One reply per message, as the checks below count them (turns: tests/e2e/test_turns).
+            "TURN_MODE": "queue",
         }
         with ServerProcess("app.main:app", env, ready_path="/ready", name="gateway-polling") as gw:
             ctl = SandboxControl(sandbox.url)

@@ -20,13 +20,14 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
+from app.utils import HANDLED_KINDS
 
 SECRET = "s3cret-Token_1"
 SAMPLES = [
     json.loads(line)
     for line in (Path(__file__).parents[1] / "data/telegram/updates.jsonl").read_text().splitlines()
 ]
-HANDLED = {"message", "edited_message", "callback_query"}
+HANDLED = set(HANDLED_KINDS)
 
 
 def make_settings(database_url: str, **extra: Any) -> Settings:

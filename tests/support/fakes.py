@@ -13,6 +13,7 @@ from typing import Any
 
 from app.errors import UserServiceError
 from app.processing.ports import DeliveryPort, UserService
+from app.processing.streaming import PreviewPort
 from app.storage.retry_queue import InteractionWriter
 
 
@@ -68,7 +69,12 @@ class FakeUserService:
     async def get_interactions(
         self, user_id: str, limit: int = 20, **filters: Any
     ) -> list[dict[str, Any]]:
-        return [r for r in reversed(self.rows) if r["user_id"] == user_id][:limit]
+        chat_id = filters.get("chat_id")
+        return [
+            r
+            for r in reversed(self.rows)
+            if r["user_id"] == user_id and (chat_id is None or r.get("chat_id") == chat_id)
+        ][:limit]
 
     async def find_interactions(
         self,
@@ -122,6 +128,7 @@ class FakeDelivery:
         reply_to_message_id: int | None = None,
         history: dict[str, Any] | None = None,
         edit_message_id: int | None = None,
+        business_connection_id: str | None = None,
     ) -> None:
         if any(j["job_key"] == job_key for j in self.jobs):
             return  # idempotent on the key, like the real outbox
@@ -135,11 +142,14 @@ class FakeDelivery:
                 "reply_to_message_id": reply_to_message_id,
                 "history": history,
                 "edit_message_id": edit_message_id,
+                "business_connection_id": business_connection_id,
             }
         )
 
     @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
+    async def typing(
+        self, chat_id: int, business_connection_id: str | None = None
+    ) -> AsyncIterator[None]:
         self.typing_chats.append(chat_id)
         yield
 
@@ -147,6 +157,21 @@ class FakeDelivery:
         self.active.append(chat_id)
 
 
+class NoPreviews:
+    """For pipelines with streaming off: a preview call is a bug (tests/e2e/test_streaming.py
+    streams for real)."""
+
+    async def send(self, chat_id: int, text: str, **params: Any) -> int | None:
+        raise AssertionError("no previews here")
+
+    async def edit(self, chat_id: int, message_id: int, text: str, **params: Any) -> bool:
+        raise AssertionError("no previews here")
+
+    async def draft(self, chat_id: int, draft_id: int, text: str, *, can_stop: bool) -> bool:
+        raise AssertionError("no previews here")
+
+
 _check_users: UserService = FakeUserService()
 _check_writer: InteractionWriter = FakeUserService()
 _check_delivery: DeliveryPort = FakeDelivery()
+_check_previews: PreviewPort = NoPreviews()

@@ -64,3 +64,29 @@ async def test_work_after_the_scope_goes_on() -> None:
     c.cancel("1", "interrupt")
     await task
     assert seen == ["cancelled", "went on"]
+
+
+async def test_nested_scopes_the_inner_one_gets_the_reason() -> None:
+    c = Cancellations()
+    got: list[str] = []
+    started = asyncio.Event()
+
+    async def work() -> None:
+        with c.scope("7"):  # the turn
+            try:
+                with c.scope("7"):  # its agent call
+                    started.set()
+                    await asyncio.sleep(30)
+            except Cancelled as stop:
+                got.append(stop.reason)
+            assert c.running("7")  # the turn is still cancellable
+            started.clear()
+            await asyncio.sleep(0)
+            got.append("after")
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    assert c.cancel("7", "interrupt")
+    await task
+    assert got == ["interrupt", "after"]
+    assert not c.running("7")

@@ -48,6 +48,16 @@ def test_agent_timeout_follows_request_timeout_unless_set() -> None:
         ("REQUEST_TIMEOUT", "-1"),
         ("INBOX_RETENTION_HOURS", "1"),
         ("WORKER_CONCURRENCY", "0"),
+        ("TURN_MODE", "batch"),
+        ("TURN_DEBOUNCE", "-1"),
+        ("TURN_MAX_MESSAGES", "0"),
+        ("ALBUM_GRACE", "31"),
+        ("GROUP_REPLY", "never"),
+        ("GROUP_TRIGGER_WORDS", "ok," + "w" * 65),
+        ("BUTTON_FEEDBACK", "blink"),
+        ("FILES_BASE_URL", "gateway:8000"),
+        ("FILES_SIGNING_KEY", "shortkey"),
+        ("FILES_URL_TTL", "5"),
     ],
 )
 def test_invalid_values_name_the_variable(field: str, value: str) -> None:
@@ -62,6 +72,25 @@ def test_valid_secret_token_and_blank_optionals() -> None:
     s = make(WEBHOOK_SECRET_TOKEN="A-z_09" * 10, AGENT_SERVICE_BASE="", ADMIN_TOKEN=" ")
     assert s.WEBHOOK_SECRET_TOKEN == "A-z_09" * 10
     assert s.AGENT_SERVICE_BASE is None and s.ADMIN_TOKEN is None
+
+
+def test_turn_group_button_and_file_settings() -> None:
+    s = make()
+    assert (s.TURN_MODE, s.TURN_DEBOUNCE, s.ALBUM_GRACE) == ("collect", 1.0, 1.0)
+    assert (s.GROUP_REPLY, s.BUTTON_FEEDBACK, s.trigger_words) == ("addressed", "mark", [])
+    assert s.files_base_url == "" and s.FILES_MAX_BYTES == 20 * 2**20
+    s = make(
+        WEBHOOK_URL="https://bot.example.com/webhook/telegram",
+        GROUP_TRIGGER_WORDS=" Jarvis, hey bot ,",
+    )
+    assert s.files_base_url == "https://bot.example.com"
+    assert s.trigger_words == ["Jarvis", "hey bot"]
+    assert make(FILES_BASE_URL="http://gw:8000/", WEBHOOK_URL="https://x/y").files_base_url == (
+        "http://gw:8000"
+    )
+    key = make(FILES_SIGNING_KEY="a-long-signing-key-1234")
+    assert "a-long-signing-key-1234" not in repr(key)
+    assert "a-long-signing-key-1234" in key.secret_values()
 
 
 def test_repr_masks_secrets() -> None:

@@ -31,25 +31,12 @@ from app.storage.inbox import DONE, IGNORED, Inbox, InboxItem, NewUpdate
 from app.storage.migrate import create_schema
 from app.storage.retry_queue import RetryQueue
 from app.telegram_client import TelegramClient
-from tests.support.fakes import FakeDelivery, FakeUserService
+from tests.support.fakes import FakeDelivery, FakeUserService, NoPreviews
 
 SAMPLES = [
     json.loads(line)
     for line in (Path(__file__).parents[1] / "data/telegram/updates.jsonl").read_text().splitlines()
 ]
-
-
-class NoPreviews:
-    """Streaming is off in these tests (tests/e2e/test_streaming.py streams for real)."""
-
-    async def send(self, chat_id: int, text: str, **params: Any) -> int | None:
-        raise AssertionError("no previews here")
-
-    async def edit(self, chat_id: int, message_id: int, text: str, **params: Any) -> bool:
-        raise AssertionError("no previews here")
-
-    async def draft(self, chat_id: int, draft_id: int, text: str, *, can_stop: bool) -> bool:
-        raise AssertionError("no previews here")
 
 
 class Env:
