@@ -34,7 +34,7 @@ def ins(rows: list[dict[str, Any]]) -> list[str]:
 def test_start_up_publishes_commands_and_asks_only_for_handled_kinds(stack: Stack) -> None:
     wait_until(lambda: bool(stack.ctl.commands()), what="setMyCommands at start")
     [published] = stack.ctl.commands()
-    assert [c["command"] for c in published["commands"]] == ["start", "help", "new"]
+    assert [c["command"] for c in published["commands"]] == ["start", "help", "new", "stop"]
     assert stack.ctl.info()["allowed_updates"] == list(HANDLED_KINDS)
     assert stack.ctl.calls("getMe")  # the bot's username, for group mentions
 
