@@ -5,7 +5,9 @@ what the harness did (acknowledged updates, kills); nothing is read from the gat
 the counts hold whatever the gateway believes about its own state.
 
 Counts are per message (per marker): "duplicate replies" is the number of messages answered more
-than once, "outbound rows duplicated" the number of replies whose history row was written more
+than once, "duplicate sends" the number of Telegram messages that repeated an answer already
+accepted (one resent turn that answered eight messages is eight duplicate replies but one
+duplicate send: one kill, one window), "outbound rows duplicated" the number of replies whose history row was written more
 than once; the extra copies themselves are listed in `ChaosCounts.details`.
 """
 
@@ -49,6 +51,7 @@ class ChaosCounts:
     replies: int = 0  # accepted sendMessage calls
     missing_replies: int = 0
     duplicate_replies: int = 0
+    duplicate_sends: int = 0  # accepted sends repeating an answer (what the kill tolerance counts)
     order_violations: int = 0
     misrouted_replies: int = 0  # a marker answered in another chat
     unmarked_replies: int = 0  # sends naming no marker (e.g. the "busy" text)
@@ -139,6 +142,7 @@ def analyse(
     counts.missing_replies = len(missing)
     duplicated = sorted((m for m, s in replied.items() if len(s) > 1), key=_sort_key)
     counts.duplicate_replies = len(duplicated)
+    counts.duplicate_sends = _repeating_sends(sends)
     misrouted = sorted(
         (
             m
@@ -231,6 +235,18 @@ def _order_violations(
     return violations
 
 
+def _repeating_sends(sends: Sequence[dict[str, Any]]) -> int:
+    """Accepted sends (in Telegram's order) naming a marker an earlier send already answered."""
+    answered: set[str] = set()
+    repeats = 0
+    for send in sends:
+        markers = markers_in(send["text"])
+        if any(m in answered for m in markers):
+            repeats += 1
+        answered.update(markers)
+    return repeats
+
+
 def _send_window(
     marker: str, sends: Sequence[dict[str, Any]], kills: Sequence[Kill]
 ) -> dict[str, Any]:
@@ -277,9 +293,9 @@ def problems(c: ChaosCounts) -> list[str]:
         (c.unacknowledged == 0, f"{c.unacknowledged} updates never acknowledged"),
         (c.missing_replies == 0, f"{c.missing_replies} acknowledged messages never answered"),
         (
-            c.duplicate_replies <= allowed,
-            f"{c.duplicate_replies} messages answered more than once (allowed {allowed} "
-            f"for {c.kills} kills)",
+            c.duplicate_sends <= allowed,
+            f"{c.duplicate_sends} replies sent again ({c.duplicate_replies} messages answered "
+            f"more than once; allowed {allowed} resent replies for {c.kills} kills)",
         ),
         (c.order_violations == 0, f"{c.order_violations} replies out of per-chat order"),
         (c.misrouted_replies == 0, f"{c.misrouted_replies} replies sent to the wrong chat"),
@@ -308,6 +324,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("acked", "acknowledged"),
     ("missing", "missing_replies"),
     ("dup reply", "duplicate_replies"),
+    ("dup sends", "duplicate_sends"),
     ("order", "order_violations"),
     ("in 2x", "in_rows_duplicated"),
     ("out 2x", "out_rows_duplicated"),

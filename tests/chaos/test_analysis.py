@@ -73,7 +73,7 @@ def test_counts_catch_every_kind_of_failure() -> None:
 
     assert (c.acknowledged, c.kills, c.replies) == (8, 1, 7)
     assert [d["marker"] for d in c.details["missing_replies"]] == ["c0-m4", "c1-m2"]
-    assert c.duplicate_replies == 1
+    assert c.duplicate_replies == 1 and c.duplicate_sends == 1
     (window,) = c.details["duplicate_replies"]
     assert (window["marker"], window["killed"], window["window_ms"]) == ("c0-m3", "gw0-1", 30.5)
     assert c.order_violations == 1 and c.details["order_violations"][0]["marker"] == "c0-m2"
@@ -106,4 +106,33 @@ def test_a_clean_run_passes_and_one_duplicate_per_20_kills_is_tolerated() -> Non
     once = analyse(ChaosCounts("dup", "sqlite", 1, 0), plans, drive, kills, report)
     assert once.duplicate_replies == 1 and problems(once) == []
     no_kills = analyse(ChaosCounts("dup0", "sqlite", 1, 0), plans, drive, [], report)
-    assert problems(no_kills) == ["1 messages answered more than once (allowed 0 for 0 kills)"]
+    assert problems(no_kills) == [
+        "1 replies sent again (1 messages answered more than once; allowed 0 resent replies "
+        "for 0 kills)"
+    ]
+
+
+def test_a_resent_turn_is_one_duplicate_send_however_many_messages_it_answers() -> None:
+    """A turn answering a burst is one Telegram message: resent after a kill in the Bot API's
+    window, it repeats every message of the burst, but it is one copy, caused by one kill."""
+    plans = plan_updates(updates=3, chats=1, groups=0, callbacks=0, rng=random.Random(4))
+    chat = plans[0].chat_id
+    drive = DriveResult()
+    for u in plans[0].updates:
+        drive.acks[u.marker] = Ack(u.marker, u.update_id, u.chat_id, 1, 0.0, 0.0, "x")
+    burst = "re: hello c0-m1 | hello c0-m2 | hello c0-m3"
+    sends = [_send(chat, burst, 1, 1.0), _send(chat, burst, 2, 11.0, tag="gw0-2")]
+    rows = [_row("in", f"hello c0-m{m}", 0.1) for m in (1, 2, 3)]
+    rows.append(_row("out", burst, 11.1, tag="gw0-2"))
+    kills = [Kill("gw0", "gw0-1", 1.0 + i, 0.0) for i in range(20)]
+    c = analyse(ChaosCounts("turn", "sqlite", 1, 0), plans, drive, kills, _report(sends, rows))
+    assert (c.duplicate_replies, c.duplicate_sends) == (3, 1)
+    assert problems(c) == []
+
+    sends.append(_send(chat, "re: hello c0-m3", 3, 12.0, tag="gw0-3"))  # a second resend
+    c = analyse(ChaosCounts("turn2", "sqlite", 1, 0), plans, drive, kills, _report(sends, rows))
+    assert c.duplicate_sends == 2
+    assert problems(c) == [
+        "2 replies sent again (3 messages answered more than once; allowed 1 resent replies "
+        "for 20 kills)"
+    ]

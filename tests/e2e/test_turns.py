@@ -181,14 +181,20 @@ def test_a_pressed_button_shows_the_choice(stack: Stack) -> None:
 def test_business_messages_are_answered_through_their_connection(stack: Stack) -> None:
     owner, customer = stack.new_user("Owner"), stack.new_user("Customer")
     connection = stack.ctl.connect_business(owner)["connection"]["id"]
-    stack.ctl.send_business_message(connection, customer, "are you open today?")
 
     def answered() -> bool:
         return any(
             m.get("sender_business_bot") for m in stack.ctl.business_messages(connection, customer)
         )
 
-    wait_until(answered, what="the reply in the business chat")
+    # The agent takes a moment, as a real one does: "typing…" is shown while it works (an
+    # instant agent may answer before the first chat action leaves, which is fine but unprovable).
+    stack.agent_control("slow", delay=0.6)
+    try:
+        stack.ctl.send_business_message(connection, customer, "are you open today?")
+        wait_until(answered, what="the reply in the business chat")
+    finally:
+        stack.agent_control("echo")
     [reply] = [
         m for m in stack.ctl.business_messages(connection, customer) if m.get("sender_business_bot")
     ]
