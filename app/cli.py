@@ -145,9 +145,11 @@ def serve(
     """Run the gateway (configuration from the environment and .env)."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import SERVER_OPTIONS, create_app
 
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
+    uvicorn.run(
+        create_app(), host=host, port=port, access_log=False, log_config=None, **SERVER_OPTIONS
+    )
 
 
 @app.command()

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     SQLITE_SYNCHRONOUS: Literal["FULL", "NORMAL"] = "FULL"
     INBOX_RETENTION_HOURS: float = Field(default=48, ge=24)
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+    #: Seconds a webhook request has to deliver its whole body (a slow sender holds memory
+    #: and a connection; Telegram sends a few kilobytes at once).
+    WEBHOOK_BODY_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
 
     # --- webhook / admin -----------------------------------------------------------------------
     UPDATE_MODE: Literal["webhook", "polling"] = "webhook"

@@ -9,15 +9,23 @@ it does are exactly the ones that decide the HTTP answer:
 - JSON that is not an update, or an update kind the gateway does not handle → 200, ignored;
 - stored (or already stored: a redelivery) → 200 `{"ok": true}`;
 - could not be stored → 503, so Telegram delivers it again later. Never a 200 for a lost update.
+
+Memory and time are bounded per request and in total: a body must arrive within
+`body_timeout` seconds (else 408), and at most `LARGE_BODY_SLOTS` bodies over `LARGE_BODY`
+bytes are read at once (the others wait for a slot, within the same deadline). Telegram's updates are a few
+kilobytes; without the bound, 200 concurrent 1 MB bodies held ~780 MB (the body, its decoded
+text and the parsed object, each per request). A client that hangs up mid-body is logged at
+INFO: it is the client's doing, not a fault of the gateway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.errors import IngestUnavailable
@@ -30,6 +38,14 @@ log = get_logger(__name__)
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
 _OK = b'{"ok":true}'
+#: A body larger than this (declared, or as it arrives) needs one of the slots to be read.
+LARGE_BODY = 64 * 1024
+#: Large bodies read at the same time, per process (each costs ~3-5x its size while parsed).
+LARGE_BODY_SLOTS = 8
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -42,11 +58,38 @@ def make_webhook_endpoint(
     max_body: int,
     batcher: Callable[[], IngestBatcher | None],
     metrics: Metrics,
+    body_timeout: float = 10.0,
+    large_body_slots: int = LARGE_BODY_SLOTS,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Build the endpoint; `batcher` returns the running batcher (None before start-up)."""
+    """Build the endpoint; `batcher` returns the running batcher (None before start-up);
+    `body_timeout`: seconds for the whole body to arrive; `large_body_slots`: how many bodies
+    over `LARGE_BODY` are read at once."""
     secret_bytes = secret.encode() if secret else None
     outcome = metrics.webhook_requests
     stored = outcome.labels("stored")  # bound once: .labels() costs ~10 us per call
+    large_slots = asyncio.Semaphore(large_body_slots)
+
+    async def read_body(request: Request, declared: int | None) -> bytearray:
+        """The body, at most `max_body` bytes (else `_TooLarge`), holding a large-body slot
+        while a large one is read. Raises `ClientDisconnect`, or `TimeoutError` (the caller's
+        deadline) while waiting for a slot or for the bytes."""
+        body = bytearray()
+        holding = False
+        try:
+            if declared is not None and declared > LARGE_BODY:
+                await large_slots.acquire()
+                holding = True
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    raise _TooLarge
+                if not holding and len(body) > LARGE_BODY:
+                    await large_slots.acquire()
+                    holding = True
+            return body
+        finally:
+            if holding:
+                large_slots.release()
 
     async def webhook(request: Request) -> Response:
         if secret_bytes is not None:
@@ -56,15 +99,26 @@ def make_webhook_endpoint(
                 log.warning("webhook call with a wrong or missing secret token")
                 return _json(403, b'{"ok":false,"description":"forbidden"}')
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
+        if length is not None and (
+            not length.isascii() or not length.isdigit() or int(length) > max_body
+        ):
             outcome.labels("too_large").inc()
             return _json(413, b'{"ok":false,"description":"request body too large"}')
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                outcome.labels("too_large").inc()
-                return _json(413, b'{"ok":false,"description":"request body too large"}')
+        try:
+            async with asyncio.timeout(body_timeout):
+                body = await read_body(request, None if length is None else int(length))
+        except _TooLarge:
+            outcome.labels("too_large").inc()
+            return _json(413, b'{"ok":false,"description":"request body too large"}')
+        except TimeoutError:
+            outcome.labels("timeout").inc()
+            log.info("webhook body not received in time", extra={"timeout": body_timeout})
+            return _json(408, b'{"ok":false,"description":"request body not received in time"}')
+        except ClientDisconnect:
+            # Nobody is left to answer: a hang-up mid-upload is the client's business.
+            outcome.labels("client_gone").inc()
+            log.info("webhook client hung up before sending the whole body")
+            return _json(400, b'{"ok":false,"description":"client disconnected"}')
         try:
             update = orjson.loads(body)
         except orjson.JSONDecodeError:
