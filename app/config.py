@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite:///./var/gateway.db"
     SQLITE_SYNCHRONOUS: Literal["FULL", "NORMAL"] = "FULL"
     INBOX_RETENTION_HOURS: float = Field(default=48, ge=24)
+    #: Long button data (`callback_data` table) is kept this long; a button pressed later
+    #: reaches the agent as its short key. At least a day, so today's buttons keep working.
+    CALLBACK_DATA_RETENTION_DAYS: float = Field(default=30, ge=1, le=3650)
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
     #: Seconds a webhook request has to deliver its whole body (a slow sender holds memory
     #: and a connection; Telegram sends a few kilobytes at once).
