@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,12 +51,38 @@ URL_FIELDS = frozenset(
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: The ports Telegram's `setWebhook` accepts (https://core.telegram.org/bots/api#setwebhook).
+TELEGRAM_WEBHOOK_PORTS = (443, 80, 88, 8443)
 
 
 def _http_url(value: str, name: str) -> str:
     value = value.strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError(f"{name} must be an http(s) URL")
+    return value
+
+
+def _webhook_url(value: str) -> str:
+    """`WEBHOOK_URL` as any Bot API server takes it: http(s), a host, a valid port, no spaces.
+
+    The messages never quote the value (it may carry a password in its userinfo). Telegram's
+    own stricter rules (HTTPS, four ports) are checked in `Settings._derive`, because they
+    depend on `TELEGRAM_API_BASE`: a local Bot API server or the sandbox takes plain http.
+    """
+    value = value.strip()
+    if re.search(r"\s", value):
+        raise ValueError("WEBHOOK_URL must not contain spaces")
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError("WEBHOOK_URL is not a valid URL (check the host and the port)") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            "WEBHOOK_URL must be an https:// URL with a host (http:// for a local Bot API server)"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("WEBHOOK_URL: the port must be between 1 and 65535")
     return value
 
 
@@ -186,7 +213,7 @@ class Settings(BaseSettings):
     @field_validator("WEBHOOK_URL")
     @classmethod
     def _check_webhook_url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value, "WEBHOOK_URL")
+        return None if value is None else _webhook_url(value)
 
     @field_validator("FILES_BASE_URL")
     @classmethod
@@ -232,6 +259,16 @@ class Settings(BaseSettings):
             self.AGENT_TIMEOUT = max(30.0, self.REQUEST_TIMEOUT * 3)
         if self.RETRY_MAX_DELAY < self.RETRY_BASE_DELAY:
             raise ValueError("RETRY_MAX_DELAY must not be smaller than RETRY_BASE_DELAY")
+        if self.WEBHOOK_URL and httpx.URL(self.TELEGRAM_API_BASE).host == "api.telegram.org":
+            # Telegram refuses anything else with a 400 at `setWebhook`, retried forever at
+            # start; saying so here stops a misconfigured deployment before it serves.
+            url = httpx.URL(self.WEBHOOK_URL)
+            if url.scheme != "https":
+                raise ValueError("WEBHOOK_URL must be https:// (Telegram sends webhooks over TLS)")
+            if (url.port or 443) not in TELEGRAM_WEBHOOK_PORTS:
+                raise ValueError(
+                    "WEBHOOK_URL: Telegram sends webhooks to port 443, 80, 88 or 8443 only"
+                )
         return self
 
     @property

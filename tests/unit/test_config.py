@@ -128,3 +128,39 @@ def test_invalid_secret_value_is_never_printed() -> None:
     assert result.returncode == 2
     assert "USER_SERVICE_BASE" in result.stderr and "WEBHOOK_SECRET_TOKEN" in result.stderr
     assert token not in result.stderr and secret not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://bot.example.com/webhook/telegram", "https"),
+        ("https://bot.example.com/web hook", "spaces"),
+        ("https://bot example.com/webhook", "spaces"),
+        ("https://bot.example.com:99999/webhook", "port"),
+        ("https://bot.example.com:8080/webhook", "443, 80, 88 or 8443"),
+        ("https://bot.example.com:port/webhook", "not a valid URL"),
+        ("ftp://bot.example.com/webhook", "https"),
+        ("https:///webhook", "https"),
+    ],
+)
+def test_webhook_url_is_checked_like_telegram_does(url: str, why: str) -> None:
+    """Telegram refuses these at `setWebhook` (retried forever at start): refuse them here."""
+    with pytest.raises(ConfigError) as info:
+        make(WEBHOOK_URL=url)
+    assert "WEBHOOK_URL" in str(info.value) and why in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("port", ["", ":443", ":80", ":88", ":8443"])
+def test_webhook_url_on_telegrams_ports_is_accepted(port: str) -> None:
+    url = f"https://bot.example.com{port}/webhook/telegram"
+    assert url == make(WEBHOOK_URL=url).WEBHOOK_URL
+
+
+def test_webhook_url_rules_of_another_bot_api_server() -> None:
+    """A local Bot API server (or the sandbox) takes plain http on any port; a broken URL is
+    still refused."""
+    other = {"TELEGRAM_API_BASE": "http://127.0.0.1:8081"}
+    assert make(WEBHOOK_URL="http://127.0.0.1:8000/webhook/telegram", **other).WEBHOOK_URL
+    for bad in ("http://127.0.0.1:99999/hook", "http://127.0.0.1/a b", "ftp://127.0.0.1/hook"):
+        with pytest.raises(ConfigError, match="WEBHOOK_URL"):
+            make(WEBHOOK_URL=bad, **other)
