@@ -12,6 +12,9 @@ the app factory pass a `Settings` object around instead of reading this global.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import sys
 from pathlib import Path
@@ -53,6 +56,11 @@ _BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 #: The ports Telegram's `setWebhook` accepts (https://core.telegram.org/bots/api#setwebhook).
 TELEGRAM_WEBHOOK_PORTS = (443, 80, 88, 8443)
+#: The label of the derived webhook secret (`Settings.webhook_secret`). Changing it changes
+#: every derived secret: the next start registers the new one with `setWebhook`.
+WEBHOOK_SECRET_LABEL = b"messaging-gateway/webhook-secret/v1"
+
+WebhookSecretSource = Literal["configured", "derived", "disabled"]
 
 
 def _http_url(value: str, name: str) -> str:
@@ -84,6 +92,18 @@ def _webhook_url(value: str) -> str:
     if port is not None and not 1 <= port <= 65535:
         raise ValueError("WEBHOOK_URL: the port must be between 1 and 65535")
     return value
+
+
+def derive_webhook_secret(bot_token: str) -> str:
+    """The webhook secret every replica derives from the same bot token, when none is set.
+
+    HMAC-SHA256 keyed by the token over a fixed label, in URL-safe base64 without padding: 43
+    characters of Telegram's allowed alphabet (A-Z a-z 0-9 _ -). Whoever knows the token can
+    compute it, but whoever knows the token can call `setWebhook` anyway; whoever does not
+    cannot forge an update.
+    """
+    digest = hmac.new(bot_token.encode(), WEBHOOK_SECRET_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 class Settings(BaseSettings):
@@ -123,6 +143,7 @@ class Settings(BaseSettings):
     # --- webhook / admin -----------------------------------------------------------------------
     UPDATE_MODE: Literal["webhook", "polling"] = "webhook"
     WEBHOOK_URL: str | None = None
+    WEBHOOK_SECRET_TOKEN_REQUIRED: bool = True
     ADMIN_TOKEN: str | None = None
 
     # --- workers -------------------------------------------------------------------------------
@@ -272,6 +293,27 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def webhook_secret(self) -> str | None:
+        """The secret the webhook requires and `setWebhook` registers; None = no check.
+
+        `WEBHOOK_SECRET_TOKEN` when set; else, unless `WEBHOOK_SECRET_TOKEN_REQUIRED=false`,
+        one derived from the bot token (`derive_webhook_secret`), so that a gateway configured
+        without one never accepts forged updates and every replica agrees on the value.
+        """
+        if self.WEBHOOK_SECRET_TOKEN is not None:
+            return self.WEBHOOK_SECRET_TOKEN
+        if not self.WEBHOOK_SECRET_TOKEN_REQUIRED:
+            return None
+        return derive_webhook_secret(self.BOT_TOKEN)
+
+    @property
+    def webhook_secret_source(self) -> WebhookSecretSource:
+        """Where `webhook_secret` comes from, for the start-up log (never the value)."""
+        if self.WEBHOOK_SECRET_TOKEN is not None:
+            return "configured"
+        return "derived" if self.WEBHOOK_SECRET_TOKEN_REQUIRED else "disabled"
+
+    @property
     def trigger_words(self) -> list[str]:
         """`GROUP_TRIGGER_WORDS` as a list (comma-separated; blanks dropped, case kept)."""
         return [w.strip() for w in self.GROUP_TRIGGER_WORDS.split(",") if w.strip()]
@@ -301,6 +343,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 values += [value, *url_passwords(value)]
+        if self.webhook_secret is not None:
+            values.append(self.webhook_secret)  # the derived one is as secret as a set one
         for name in URL_FIELDS:
             value = getattr(self, name)
             if isinstance(value, str):

@@ -217,6 +217,8 @@ class Gateway:
                 "database": self.engine.dialect.name,
                 "processing": s.PROCESSING_ENABLED,
                 "updates": s.UPDATE_MODE,
+                # configured / derived / disabled: how the webhook authenticates (not the value)
+                "webhook_secret": s.webhook_secret_source,
                 "agent": "configured" if s.AGENT_SERVICE_BASE else "built-in fallback",
             },
         )
@@ -329,7 +331,7 @@ class Gateway:
             try:
                 await self.telegram.set_webhook(
                     self.settings.WEBHOOK_URL,
-                    secret_token=self.settings.WEBHOOK_SECRET_TOKEN,
+                    secret_token=self.settings.webhook_secret,
                     allowed_updates=list(HANDLED_KINDS),
                 )
             except Exception as exc:

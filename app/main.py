@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     webhook = make_webhook_endpoint(
-        secret=settings.WEBHOOK_SECRET_TOKEN,
+        secret=settings.webhook_secret,
         max_body=settings.MAX_BODY_BYTES,
         body_timeout=settings.WEBHOOK_BODY_TIMEOUT,
         batcher=lambda: gateway.batcher if gateway.started else None,
