@@ -64,9 +64,20 @@ WebhookSecretSource = Literal["configured", "derived", "disabled"]
 
 
 def _http_url(value: str, name: str) -> str:
+    """An http(s) base URL with a host and a valid port; the message never quotes the value
+    (a `user:password@` in it is a secret), and a malformed one fails here, not per request."""
     value = value.strip().rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", value):
+    if not re.match(r"^https?://[^\s/]+", value) or re.search(r"\s", value):
         raise ValueError(f"{name} must be an http(s) URL")
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError(f"{name} is not a valid URL (check the host and the port)") from None
+    if not url.host:
+        raise ValueError(f"{name} must be an http(s) URL with a host")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{name}: the port must be between 1 and 65535")
     return value
 
 
