@@ -12,9 +12,10 @@ it does are exactly the ones that decide the HTTP answer:
 
 Memory and time are bounded per request and in total: a body must arrive within
 `body_timeout` seconds (else 408), and at most `LARGE_BODY_SLOTS` bodies over `LARGE_BODY`
-bytes are read at once (the others wait for a slot, within the same deadline). Telegram's updates are a few
-kilobytes; without the bound, 200 concurrent 1 MB bodies held ~780 MB (the body, its decoded
-text and the parsed object, each per request). A client that hangs up mid-body is logged at
+bytes are handled at once, from their first byte to the answer (the others wait for a slot,
+unread, within the same deadline). Telegram's updates are a few kilobytes; without the bound,
+200 concurrent 1 MB bodies held ~720 MiB until committed (the bytes, the decoded text and the
+parsed object of each; `bench/webhook_memory.py`). A client that hangs up mid-body is logged at
 INFO: it is the client's doing, not a fault of the gateway.
 """
 
@@ -48,6 +49,26 @@ class _TooLarge(Exception):
     pass
 
 
+class _Slot:
+    """One request's claim on the large-body semaphore: taken at most once, released once."""
+
+    __slots__ = ("_held", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._semaphore.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
 def _json(status: int, body: bytes) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
@@ -63,33 +84,26 @@ def make_webhook_endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     """Build the endpoint; `batcher` returns the running batcher (None before start-up);
     `body_timeout`: seconds for the whole body to arrive; `large_body_slots`: how many bodies
-    over `LARGE_BODY` are read at once."""
+    over `LARGE_BODY` are handled at once."""
     secret_bytes = secret.encode() if secret else None
     outcome = metrics.webhook_requests
     stored = outcome.labels("stored")  # bound once: .labels() costs ~10 us per call
     large_slots = asyncio.Semaphore(large_body_slots)
 
-    async def read_body(request: Request, declared: int | None) -> bytearray:
-        """The body, at most `max_body` bytes (else `_TooLarge`), holding a large-body slot
-        while a large one is read. Raises `ClientDisconnect`, or `TimeoutError` (the caller's
+    async def read_body(request: Request, declared: int | None, slot: _Slot) -> bytearray:
+        """The body, at most `max_body` bytes (else `_TooLarge`), taking a large-body slot
+        before a large one is read. Raises `ClientDisconnect`, or `TimeoutError` (the caller's
         deadline) while waiting for a slot or for the bytes."""
         body = bytearray()
-        holding = False
-        try:
-            if declared is not None and declared > LARGE_BODY:
-                await large_slots.acquire()
-                holding = True
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body:
-                    raise _TooLarge
-                if not holding and len(body) > LARGE_BODY:
-                    await large_slots.acquire()
-                    holding = True
-            return body
-        finally:
-            if holding:
-                large_slots.release()
+        if declared is not None and declared > LARGE_BODY:
+            await slot.take()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                raise _TooLarge
+            if len(body) > LARGE_BODY:
+                await slot.take()
+        return body
 
     async def webhook(request: Request) -> Response:
         if secret_bytes is not None:
@@ -104,9 +118,18 @@ def make_webhook_endpoint(
         ):
             outcome.labels("too_large").inc()
             return _json(413, b'{"ok":false,"description":"request body too large"}')
+        # A large body keeps its slot until it is answered: its bytes, text and parsed copy
+        # live until the row is committed, not only while it is read.
+        slot = _Slot(large_slots)
+        try:
+            return await receive_and_store(request, length, slot)
+        finally:
+            slot.release()
+
+    async def receive_and_store(request: Request, length: str | None, slot: _Slot) -> Response:
         try:
             async with asyncio.timeout(body_timeout):
-                body = await read_body(request, None if length is None else int(length))
+                body = await read_body(request, None if length is None else int(length), slot)
         except _TooLarge:
             outcome.labels("too_large").inc()
             return _json(413, b'{"ok":false,"description":"request body too large"}')
@@ -120,8 +143,11 @@ def make_webhook_endpoint(
             log.info("webhook client hung up before sending the whole body")
             return _json(400, b'{"ok":false,"description":"client disconnected"}')
         try:
-            update = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            # The text is what is stored; the bytes go now, before the parsed copy is made.
+            payload = body.decode("utf-8")
+            del body
+            update = orjson.loads(payload)
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
             outcome.labels("bad_json").inc()
             return _json(400, b'{"ok":false,"description":"malformed JSON"}')
         row = classify_update(update)
@@ -137,10 +163,9 @@ def make_webhook_endpoint(
         if current is None:
             outcome.labels("unavailable").inc()
             return _json(503, b'{"ok":false,"description":"not ready"}')
+        del update  # only the text waits for the commit
         try:
-            await current.submit(
-                NewUpdate(row.update_id, row.chat_key, row.kind, body.decode("utf-8"))
-            )
+            await current.submit(NewUpdate(row.update_id, row.chat_key, row.kind, payload))
         except IngestUnavailable:
             outcome.labels("unavailable").inc()
             return _json(503, b'{"ok":false,"description":"update not stored, retry later"}')
