@@ -41,7 +41,7 @@ SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
 _OK = b'{"ok":true}'
 #: A body larger than this (declared, or as it arrives) needs one of the slots to be read.
 LARGE_BODY = 64 * 1024
-#: Large bodies read at the same time, per process (each costs ~3-5x its size while parsed).
+#: Large bodies handled at the same time, per process (each costs 2-3x its size while parsed).
 LARGE_BODY_SLOTS = 8
 
 
