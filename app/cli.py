@@ -145,9 +145,11 @@ def serve(
     """Run the gateway (configuration from the environment and .env)."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import SERVER_OPTIONS, create_app
 
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
+    uvicorn.run(
+        create_app(), host=host, port=port, access_log=False, log_config=None, **SERVER_OPTIONS
+    )
 
 
 @app.command()
@@ -202,11 +204,16 @@ def _telegram_call(method: str, **params: object) -> None:
 
 @app.command("set-webhook")
 def set_webhook(url: str) -> None:
-    """Tell Telegram to deliver updates to URL (with WEBHOOK_SECRET_TOKEN if set)."""
+    """Tell Telegram to deliver updates to URL, with the secret the gateway requires.
+
+    That is WEBHOOK_SECRET_TOKEN, or the one derived from BOT_TOKEN when it is unset (the same
+    the gateway derives), or none with WEBHOOK_SECRET_TOKEN_REQUIRED=false.
+    """
     from app.config import load_settings_or_exit
 
-    secret = load_settings_or_exit().WEBHOOK_SECRET_TOKEN
-    _telegram_call("setWebhook", url=url, secret_token=secret)
+    settings = load_settings_or_exit()
+    typer.echo(f"webhook secret: {settings.webhook_secret_source}")
+    _telegram_call("setWebhook", url=url, secret_token=settings.webhook_secret)
 
 
 @app.command("delete-webhook")

@@ -12,11 +12,15 @@ the app factory pass a `Settings` object around instead of reading this global.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,13 +54,67 @@ URL_FIELDS = frozenset(
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: The ports Telegram's `setWebhook` accepts (https://core.telegram.org/bots/api#setwebhook).
+TELEGRAM_WEBHOOK_PORTS = (443, 80, 88, 8443)
+#: The label of the derived webhook secret (`Settings.webhook_secret`). Changing it changes
+#: every derived secret: the next start registers the new one with `setWebhook`.
+WEBHOOK_SECRET_LABEL = b"messaging-gateway/webhook-secret/v1"
+
+WebhookSecretSource = Literal["configured", "derived", "disabled"]
 
 
 def _http_url(value: str, name: str) -> str:
+    """An http(s) base URL with a host and a valid port; the message never quotes the value
+    (a `user:password@` in it is a secret), and a malformed one fails here, not per request."""
     value = value.strip().rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", value):
+    if not re.match(r"^https?://[^\s/]+", value) or re.search(r"\s", value):
         raise ValueError(f"{name} must be an http(s) URL")
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError(f"{name} is not a valid URL (check the host and the port)") from None
+    if not url.host:
+        raise ValueError(f"{name} must be an http(s) URL with a host")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{name}: the port must be between 1 and 65535")
     return value
+
+
+def _webhook_url(value: str) -> str:
+    """`WEBHOOK_URL` as any Bot API server takes it: http(s), a host, a valid port, no spaces.
+
+    The messages never quote the value (it may carry a password in its userinfo). Telegram's
+    own stricter rules (HTTPS, four ports) are checked in `Settings._derive`, because they
+    depend on `TELEGRAM_API_BASE`: a local Bot API server or the sandbox takes plain http.
+    """
+    value = value.strip()
+    if re.search(r"\s", value):
+        raise ValueError("WEBHOOK_URL must not contain spaces")
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError("WEBHOOK_URL is not a valid URL (check the host and the port)") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            "WEBHOOK_URL must be an https:// URL with a host (http:// for a local Bot API server)"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("WEBHOOK_URL: the port must be between 1 and 65535")
+    return value
+
+
+def derive_webhook_secret(bot_token: str) -> str:
+    """The webhook secret every replica derives from the same bot token, when none is set.
+
+    HMAC-SHA256 keyed by the token over a fixed label, in URL-safe base64 without padding: 43
+    characters of Telegram's allowed alphabet (A-Z a-z 0-9 _ -). Whoever knows the token can
+    compute it, but whoever knows the token can call `setWebhook` anyway; whoever does not
+    cannot forge an update.
+    """
+    digest = hmac.new(bot_token.encode(), WEBHOOK_SECRET_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 class Settings(BaseSettings):
@@ -85,11 +143,18 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite:///./var/gateway.db"
     SQLITE_SYNCHRONOUS: Literal["FULL", "NORMAL"] = "FULL"
     INBOX_RETENTION_HOURS: float = Field(default=48, ge=24)
+    #: Long button data (`callback_data` table) is kept this long; a button pressed later
+    #: reaches the agent as its short key. At least a day, so today's buttons keep working.
+    CALLBACK_DATA_RETENTION_DAYS: float = Field(default=30, ge=1, le=3650)
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+    #: Seconds a webhook request has to deliver its whole body (a slow sender holds memory
+    #: and a connection; Telegram sends a few kilobytes at once).
+    WEBHOOK_BODY_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
 
     # --- webhook / admin -----------------------------------------------------------------------
     UPDATE_MODE: Literal["webhook", "polling"] = "webhook"
     WEBHOOK_URL: str | None = None
+    WEBHOOK_SECRET_TOKEN_REQUIRED: bool = True
     ADMIN_TOKEN: str | None = None
 
     # --- workers -------------------------------------------------------------------------------
@@ -180,7 +245,7 @@ class Settings(BaseSettings):
     @field_validator("WEBHOOK_URL")
     @classmethod
     def _check_webhook_url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value, "WEBHOOK_URL")
+        return None if value is None else _webhook_url(value)
 
     @field_validator("FILES_BASE_URL")
     @classmethod
@@ -226,7 +291,38 @@ class Settings(BaseSettings):
             self.AGENT_TIMEOUT = max(30.0, self.REQUEST_TIMEOUT * 3)
         if self.RETRY_MAX_DELAY < self.RETRY_BASE_DELAY:
             raise ValueError("RETRY_MAX_DELAY must not be smaller than RETRY_BASE_DELAY")
+        if self.WEBHOOK_URL and httpx.URL(self.TELEGRAM_API_BASE).host == "api.telegram.org":
+            # Telegram refuses anything else with a 400 at `setWebhook`, retried forever at
+            # start; saying so here stops a misconfigured deployment before it serves.
+            url = httpx.URL(self.WEBHOOK_URL)
+            if url.scheme != "https":
+                raise ValueError("WEBHOOK_URL must be https:// (Telegram sends webhooks over TLS)")
+            if (url.port or 443) not in TELEGRAM_WEBHOOK_PORTS:
+                raise ValueError(
+                    "WEBHOOK_URL: Telegram sends webhooks to port 443, 80, 88 or 8443 only"
+                )
         return self
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The secret the webhook requires and `setWebhook` registers; None = no check.
+
+        `WEBHOOK_SECRET_TOKEN` when set; else, unless `WEBHOOK_SECRET_TOKEN_REQUIRED=false`,
+        one derived from the bot token (`derive_webhook_secret`), so that a gateway configured
+        without one never accepts forged updates and every replica agrees on the value.
+        """
+        if self.WEBHOOK_SECRET_TOKEN is not None:
+            return self.WEBHOOK_SECRET_TOKEN
+        if not self.WEBHOOK_SECRET_TOKEN_REQUIRED:
+            return None
+        return derive_webhook_secret(self.BOT_TOKEN)
+
+    @property
+    def webhook_secret_source(self) -> WebhookSecretSource:
+        """Where `webhook_secret` comes from, for the start-up log (never the value)."""
+        if self.WEBHOOK_SECRET_TOKEN is not None:
+            return "configured"
+        return "derived" if self.WEBHOOK_SECRET_TOKEN_REQUIRED else "disabled"
 
     @property
     def trigger_words(self) -> list[str]:
@@ -258,6 +354,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 values += [value, *url_passwords(value)]
+        if self.webhook_secret is not None:
+            values.append(self.webhook_secret)  # the derived one is as secret as a set one
         for name in URL_FIELDS:
             value = getattr(self, name)
             if isinstance(value, str):

@@ -217,6 +217,8 @@ class Gateway:
                 "database": self.engine.dialect.name,
                 "processing": s.PROCESSING_ENABLED,
                 "updates": s.UPDATE_MODE,
+                # configured / derived / disabled: how the webhook authenticates (not the value)
+                "webhook_secret": s.webhook_secret_source,
                 "agent": "configured" if s.AGENT_SERVICE_BASE else "built-in fallback",
             },
         )
@@ -269,7 +271,6 @@ class Gateway:
             await asyncio.sleep(self.settings.RETRY_FLUSH_INTERVAL)
 
     async def _housekeeping_loop(self) -> None:
-        retention = self.settings.INBOX_RETENTION_HOURS * 3600
         last_prune = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -277,14 +278,28 @@ class Gateway:
                 counts = await self.inbox.counts()
                 self.metrics.inbox_pending.set(counts.get("pending", 0))
                 if loop.time() - last_prune > 600:
-                    pruned = await self.inbox.prune(retention)
-                    jobs = await self.delivery.prune(retention)
+                    await self.prune()
                     last_prune = loop.time()
-                    if pruned or jobs:
-                        log.info("pruned old rows", extra={"inbox": pruned, "delivery_jobs": jobs})
             except Exception as exc:
                 log.error("inbox housekeeping failed", extra={"error": repr(exc)})
             await asyncio.sleep(10)
+
+    async def prune(self) -> dict[str, int]:
+        """Forget what is past its retention: processed inbox rows and delivered jobs after
+        `INBOX_RETENTION_HOURS`, long button data after `CALLBACK_DATA_RETENTION_DAYS` (every
+        reply with a long button adds a row; without this the table only grows). Run by the
+        housekeeping loop every ten minutes; returns the rows deleted per table."""
+        retention = self.settings.INBOX_RETENTION_HOURS * 3600
+        pruned = {
+            "inbox": await self.inbox.prune(retention),
+            "delivery_jobs": await self.delivery.prune(retention),
+            "callback_data": await self.callbacks.prune(
+                self.settings.CALLBACK_DATA_RETENTION_DAYS * 86400
+            ),
+        }
+        if any(pruned.values()):
+            log.info("pruned old rows", extra=pruned)
+        return pruned
 
     async def _introduce_bot(self) -> None:
         """Learn who the bot is (`getMe`: its username, for group mentions) and publish its
@@ -316,7 +331,7 @@ class Gateway:
             try:
                 await self.telegram.set_webhook(
                     self.settings.WEBHOOK_URL,
-                    secret_token=self.settings.WEBHOOK_SECRET_TOKEN,
+                    secret_token=self.settings.webhook_secret,
                     allowed_updates=list(HANDLED_KINDS),
                 )
             except Exception as exc:

@@ -25,6 +25,17 @@ from app.routes.guard import make_admin_guard
 
 WEBHOOK_PATH = "/webhook/telegram"
 
+#: uvicorn's connection limits for `messaging serve` (`python -m uvicorn` takes the same as
+#: flags: `--timeout-keep-alive 5 --h11-max-incomplete-event-size 16384`). An idle kept-alive
+#: connection is closed after 5 s; request headers are capped at 16 KiB, so a client sending
+#: them slowly holds little memory (uvicorn has no deadline for headers: a reverse proxy's
+#: header timeout covers that). The body has its own deadline, `WEBHOOK_BODY_TIMEOUT`, in the
+#: webhook itself.
+SERVER_OPTIONS: dict[str, Any] = {
+    "timeout_keep_alive": 5,
+    "h11_max_incomplete_event_size": 16 * 1024,
+}
+
 
 class GatewayApp(FastAPI):
     """FastAPI, with Telegram's webhook POSTs sent straight to their endpoint.
@@ -83,8 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     webhook = make_webhook_endpoint(
-        secret=settings.WEBHOOK_SECRET_TOKEN,
+        secret=settings.webhook_secret,
         max_body=settings.MAX_BODY_BYTES,
+        body_timeout=settings.WEBHOOK_BODY_TIMEOUT,
         batcher=lambda: gateway.batcher if gateway.started else None,
         metrics=gateway.metrics,
     )

@@ -38,7 +38,9 @@ FIRST_KEYS = ("time", "level", "logger", "event", "message", "correlation_id")
 
 _TOKEN_IN_URL = re.compile(r"bot[0-9]{1,20}:[A-Za-z0-9_-]+")
 _TOKEN_BARE = re.compile(r"\b[0-9]{6,20}:[A-Za-z0-9_-]{30,}\b")
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)@")
+#: `scheme://user:password@`; the password runs to the *last* `@` before the path, as URL
+#: parsers read it: an unencoded `@` inside a password must not leave its second half shown.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^\s/]+)@")
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 

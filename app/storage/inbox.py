@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.storage.display import stored_json
 from app.storage.engine import is_sqlite, now, write, write_gate
 from app.storage.states import InboxState
 from app.storage.tables import inbox
@@ -425,8 +426,7 @@ def _row_dict(mapping: Any) -> dict[str, Any]:
     out = dict(mapping)
     for key in ("payload", "progress"):
         if out.get(key):
-            with contextlib.suppress(ValueError):
-                out[key] = json.loads(out[key])
+            out[key] = stored_json(out[key])
     return out
 
 

@@ -31,6 +31,7 @@ from app.backoff import backoff_delay
 from app.errors import Verdict, classify
 from app.logger import get_logger
 from app.metrics import Metrics
+from app.storage.display import stored_json
 from app.storage.engine import is_sqlite, now, write
 from app.storage.states import RetryState
 from app.storage.tables import storage_retry
@@ -241,7 +242,7 @@ class RetryQueue:
             query = query.where(storage_retry.c.state == state)
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
-            return [{**r._mapping, "payload": _loads(r.payload)} for r in rows]
+            return [{**r._mapping, "payload": stored_json(r.payload)} for r in rows]
 
     async def make_all_due(self) -> None:
         """An operator asked for a flush: do not make them wait for back-off timers."""
@@ -265,11 +266,3 @@ class RetryQueue:
 
 def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}"[:2000]
-
-
-def _loads(text: str) -> Any:
-    """A stored payload for display; never raises (an absurdly nested one is shown as text)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return text

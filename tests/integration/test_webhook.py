@@ -6,6 +6,7 @@ webhook stores and answers, not about what happens next.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -250,3 +251,12 @@ async def test_postgres_gone_means_not_ready_and_503() -> None:
 async def test_no_input_makes_a_500(lite: Client, body: str | bytes) -> None:
     r = await lite.post(body)
     assert r.status_code in (200, 400, 413), r.text
+
+
+async def test_update_id_beyond_bigint_does_not_fail_its_batch_neighbours(client: Client) -> None:
+    """An update_id the inbox column cannot hold (2^63 and up) is ignored (200), and the
+    updates committed in the same group commit are stored (issue 14)."""
+    ids = [300, 2**63, 301, 2**64, 302, 2**63 - 1]
+    answers = await asyncio.gather(*(client.post(message(i)) for i in ids))
+    assert [r.status_code for r in answers] == [200] * len(ids)
+    assert sorted(await client.stored()) == [300, 301, 302, 2**63 - 1]

@@ -128,3 +128,102 @@ def test_invalid_secret_value_is_never_printed() -> None:
     assert result.returncode == 2
     assert "USER_SERVICE_BASE" in result.stderr and "WEBHOOK_SECRET_TOKEN" in result.stderr
     assert token not in result.stderr and secret not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://bot.example.com/webhook/telegram", "https"),
+        ("https://bot.example.com/web hook", "spaces"),
+        ("https://bot example.com/webhook", "spaces"),
+        ("https://bot.example.com:99999/webhook", "port"),
+        ("https://bot.example.com:8080/webhook", "443, 80, 88 or 8443"),
+        ("https://bot.example.com:port/webhook", "not a valid URL"),
+        ("ftp://bot.example.com/webhook", "https"),
+        ("https:///webhook", "https"),
+    ],
+)
+def test_webhook_url_is_checked_like_telegram_does(url: str, why: str) -> None:
+    """Telegram refuses these at `setWebhook` (retried forever at start): refuse them here."""
+    with pytest.raises(ConfigError) as info:
+        make(WEBHOOK_URL=url)
+    assert "WEBHOOK_URL" in str(info.value) and why in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("port", ["", ":443", ":80", ":88", ":8443"])
+def test_webhook_url_on_telegrams_ports_is_accepted(port: str) -> None:
+    url = f"https://bot.example.com{port}/webhook/telegram"
+    assert url == make(WEBHOOK_URL=url).WEBHOOK_URL
+
+
+def test_webhook_url_rules_of_another_bot_api_server() -> None:
+    """A local Bot API server (or the sandbox) takes plain http on any port; a broken URL is
+    still refused."""
+    other = {"TELEGRAM_API_BASE": "http://127.0.0.1:8081"}
+    assert make(WEBHOOK_URL="http://127.0.0.1:8000/webhook/telegram", **other).WEBHOOK_URL
+    for bad in ("http://127.0.0.1:99999/hook", "http://127.0.0.1/a b", "ftp://127.0.0.1/hook"):
+        with pytest.raises(ConfigError, match="WEBHOOK_URL"):
+            make(WEBHOOK_URL=bad, **other)
+
+
+PW = "Pw-s3cret-4f9a"
+URL_VALUES_WITH_A_PASSWORD = [
+    ("DATABASE_URL", f"mysql://u:{PW}@db.example/gw"),
+    ("DATABASE_URL", f"postgress://u:{PW}@db.example/gw"),
+    ("DATABASE_URL", f"{PW}://db.example/gw"),
+    ("DATABASE_URL", PW),
+    ("USER_SERVICE_BASE", f"ftp://u:{PW}@users.example"),
+    ("USER_SERVICE_BASE", f"u:{PW}@users.example"),
+    ("USER_SERVICE_BASE", f"http://u:{PW}@users.example:99999"),
+    ("USER_SERVICE_BASE", f"http://u:{PW}@[::1"),
+    ("USER_SERVICE_BASE", f"http://u:{PW}@users.example:port"),
+    ("AGENT_SERVICE_BASE", f"ftp://u:{PW}@agent.example"),
+    ("AGENT_SERVICE_BASE", f"http://u:{PW}@agent.example:0"),
+    ("TELEGRAM_API_BASE", f"tg://u:{PW}@api.example"),
+    ("WEBHOOK_URL", f"http://u:{PW}@bot.example/hook"),
+    ("WEBHOOK_URL", f"https://u:{PW}@bot.example:99999/hook"),
+    ("WEBHOOK_URL", f"https://u:{PW}@bot.example/a hook"),
+    ("FILES_BASE_URL", f"ftp://u:{PW}@gw.example"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), URL_VALUES_WITH_A_PASSWORD)
+def test_no_configuration_error_shows_a_password(field: str, value: str) -> None:
+    """pydantic's own message quotes the input (`input_value='mysql://u:pw@...'`): never
+    ours, for any URL-typed variable (issue 14)."""
+    with pytest.raises(ConfigError) as info:
+        make(**{field: value})
+    message = str(info.value)
+    assert field in message
+    assert PW not in message and "input" not in message, message
+    assert info.value.__cause__ is None
+
+
+def test_a_password_with_an_unencoded_at_is_masked_whole() -> None:
+    """`http://gw:Hunter2x@Hunter3y@host`: URL parsers read the password up to the last `@`;
+    `messaging check-config` (repr) used to show its second half."""
+    s = make(
+        USER_SERVICE_BASE="http://gw:Hunter2x@Hunter3y@127.0.0.1:9",
+        AGENT_SERVICE_BASE="http://gw:Agent2x@Agent3y@127.0.0.1:9",
+    )
+    shown = repr(s)
+    for piece in ("Hunter2x", "Hunter3y", "Agent2x", "Agent3y"):
+        assert piece not in shown, shown
+    assert "USER_SERVICE_BASE='http://gw:***@127.0.0.1:9'" in shown
+    assert {"Hunter2x@Hunter3y", "Agent2x@Agent3y"} <= set(s.secret_values())
+
+
+def test_entry_point_error_with_passwords_in_urls_is_secret_free() -> None:
+    result = run_app(
+        {
+            "BOT_TOKEN": "999999:this-is-the-secret-bot-token",
+            "USER_SERVICE_BASE": f"http://gw:{PW}@users.example:99999",
+            "DATABASE_URL": f"postgress://u:{PW}@db.example/gw",
+            "WEBHOOK_URL": f"http://u:{PW}@bot.example/hook",
+        }
+    )
+    assert result.returncode == 2
+    for name in ("USER_SERVICE_BASE", "DATABASE_URL"):
+        assert name in result.stderr
+    assert PW not in result.stderr and PW not in result.stdout
+    assert "Traceback" not in result.stderr

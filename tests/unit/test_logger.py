@@ -146,3 +146,46 @@ def test_passwords_in_urls_never_reach_a_line(stream: io.StringIO) -> None:
     shown = repr(settings)
     assert "Us3rPassw0rd" not in shown and "Ag3ntPassw0rd" not in shown
     assert "Db%40Passw0rd" not in shown and "http://gateway:***@users.test" in shown
+
+
+async def test_debug_http_lines_of_the_clients_never_show_url_passwords(
+    stream: io.StringIO,
+) -> None:
+    """USER_SERVICE_BASE / AGENT_SERVICE_BASE with `user:password@` (one with an unencoded `@`
+    in the password): httpx and httpcore at DEBUG, answered and refused calls (issue 14)."""
+    from app.agent_client import AgentClient
+    from app.config import Settings
+    from app.user_client import UserServiceClient, UserServiceError
+
+    users_pw, agent_pw = "Us3r-DebugPw", "Ag3nt-Debug@Pw"
+    settings = Settings(
+        _env_file=None,
+        BOT_TOKEN="123:abc",
+        USER_SERVICE_BASE=f"http://gw:{users_pw}@users.test",
+        AGENT_SERVICE_BASE=f"http://gw:{agent_pw}@agent.test",
+    )
+    redactor.update(settings.secret_values())
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "agent.test":
+            return httpx.Response(200, json={"reply": "hi"})
+        return httpx.Response(200, json={"id": "u1"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        users = UserServiceClient(http, settings.USER_SERVICE_BASE)
+        assert await users.get_user_by_telegram(7) == {"id": "u1"}
+        agent = AgentClient(http, settings.AGENT_SERVICE_BASE, timeout=5)
+        assert (await agent.respond({"id": "u1"}, "hello")).text == "hi"
+    async with httpx.AsyncClient() as http:  # nothing listens on port 9: refused
+        refused = UserServiceClient(http, f"http://gw:{users_pw}@127.0.0.1:9", timeout=2)
+        with pytest.raises(UserServiceError) as info:
+            await refused.get_user_by_telegram(7)
+        get_logger("t.debug").warning("lookup failed: %s", info.value)
+        agent = AgentClient(http, f"http://gw:{agent_pw}@127.0.0.1:9", timeout=2)
+        await agent.respond({"id": "u1"}, "hello")  # busy, logged with the reason
+    output = stream.getvalue()
+    assert "HTTP Request: GET http://gw:***@users.test/" in output  # the lines are there...
+    for secret in (users_pw, agent_pw, "Debug@Pw", "Debug%40Pw", "Ag3nt-Debug"):
+        assert secret not in output, secret  # ...without the passwords
