@@ -111,6 +111,8 @@ class Settings(BaseSettings):
 
     # --- outbound delivery (Telegram's limits) ----------------------------------------------
     RATE_GLOBAL_PER_SECOND: float = Field(default=30, gt=0)
+    # On PostgreSQL the rate above is the whole bot's, shared by every replica; false: per process.
+    RATE_GLOBAL_SHARED: bool = True
     RATE_CHAT_PER_SECOND: float = Field(default=1, gt=0)
     RATE_CHAT_BURST: int = Field(default=3, ge=1)
     RATE_GROUP_PER_MINUTE: float = Field(default=20, gt=0)
