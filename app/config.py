@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     ADMIN_TOKEN: str | None = None
 
     # --- workers -------------------------------------------------------------------------------
+    # What this process does (`messaging serve --role`): `ingest` stores updates (webhook or
+    # getUpdates) and processes nothing; `worker` processes the inbox and answers the webhook
+    # with 503; `all` both. Ingest and workers scale apart on one PostgreSQL database.
+    GATEWAY_ROLE: Literal["all", "ingest", "worker"] = "all"
     PROCESSING_ENABLED: bool = True
     WORKER_CONCURRENCY: int = Field(default=16, ge=1, le=1000)
     LEASE_SECONDS: float = Field(default=30, ge=1)
@@ -229,6 +233,17 @@ class Settings(BaseSettings):
         if self.RETRY_MAX_DELAY < self.RETRY_BASE_DELAY:
             raise ValueError("RETRY_MAX_DELAY must not be smaller than RETRY_BASE_DELAY")
         return self
+
+    @property
+    def ingests(self) -> bool:
+        """Whether this process takes updates in (webhook, getUpdates): not a worker-only one."""
+        return self.GATEWAY_ROLE != "worker"
+
+    @property
+    def processes(self) -> bool:
+        """Whether this process works the inbox and sends: not an ingest-only one (the role,
+        or the older `PROCESSING_ENABLED=false`)."""
+        return self.PROCESSING_ENABLED and self.GATEWAY_ROLE != "ingest"
 
     @property
     def trigger_words(self) -> list[str]:

@@ -9,6 +9,9 @@ it does are exactly the ones that decide the HTTP answer:
 - JSON that is not an update, or an update kind the gateway does not handle → 200, ignored;
 - stored (or already stored: a redelivery) → 200 `{"ok": true}`;
 - could not be stored → 503, so Telegram delivers it again later. Never a 200 for a lost update.
+
+A worker-only process (`GATEWAY_ROLE=worker`) stores nothing: `make_refusing_endpoint` answers
+every POST with 503, so a misrouted update is redelivered to an ingesting process, not lost.
 """
 
 from __future__ import annotations
@@ -92,5 +95,18 @@ def make_webhook_endpoint(
             return _json(503, b'{"ok":false,"description":"update not stored, retry later"}')
         stored.inc()
         return _json(200, _OK)
+
+    return webhook
+
+
+def make_refusing_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+    """The webhook of a worker-only process: 503, nothing stored (Telegram retries)."""
+    unavailable = metrics.webhook_requests.labels("unavailable")
+
+    async def webhook(request: Request) -> Response:
+        unavailable.inc()
+        return _json(
+            503, b'{"ok":false,"description":"this process does not take updates (role worker)"}'
+        )
 
     return webhook
