@@ -25,9 +25,15 @@ from app.main import create_app
 COUNTS: Counter[str] = Counter()
 
 
+SHAPES: Counter[str] = Counter()  # statements by their first words: where round trips go
+
+
 @event.listens_for(Engine, "before_cursor_execute")
-def _statement(*args: Any) -> None:
+def _statement(
+    conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+) -> None:
     COUNTS["statements"] += 1
+    SHAPES[" ".join(statement.split()[:4])[:60]] += 1
 
 
 @event.listens_for(Engine, "begin")
@@ -54,8 +60,8 @@ def create() -> FastAPI:
     """The real app (configuration from the environment) plus `GET /bench/sql`."""
     app = create_app()
 
-    async def sql_counts() -> dict[str, int]:
-        return dict(COUNTS)
+    async def sql_counts() -> dict[str, Any]:
+        return dict(COUNTS) | {"shapes": dict(SHAPES.most_common(25))}
 
     app.add_api_route("/bench/sql", sql_counts, methods=["GET"])
     return app

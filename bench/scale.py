@@ -20,10 +20,13 @@ Parts (``--parts``, comma-separated; all by default):
 - ``replicas``: one backlog (stored by an ingest-only process), drained by 1, 2 and 3
   replicas on one PostgreSQL with Telegram's limits lifted (the gateway's capacity, not the
   Bot API's): updates/s, and statements, commits and round trips per update.
+- ``commits``: what this PostgreSQL commits per second (one-row INSERTs in autocommit, 1, 8
+  and 32 connections, logged and UNLOGGED): the ceiling the updates' commits share.
 
 Figures are printed; nothing is asserted. Keep the machine quiet: every part is a few seconds.
 
-    .venv/bin/python -m bench.scale [--parts ingest,overhead,burst,replicas] [--duration 5]
+    .venv/bin/python -m bench.scale [--parts ingest,overhead,burst,replicas,commits] \
+        [--duration 5] [--backlog 300]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,6 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -153,8 +158,18 @@ def load(url: str, *, seconds: float, start_id: int, cpu: str | None, count: int
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def sql_counts(gw: ServerProcess) -> dict[str, int]:
-    body: dict[str, int] = httpx.get(f"{gw.url}/bench/sql", timeout=10).json()
+def cpu_seconds(proc: ServerProcess) -> float:
+    """User + system CPU the process has used (Linux /proc), to price an update in CPU."""
+    assert proc.proc is not None
+    try:
+        fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sql_counts(gw: ServerProcess) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{gw.url}/bench/sql", timeout=10).json()
     return body
 
 
@@ -232,12 +247,16 @@ def part_ingest(args: argparse.Namespace) -> None:
         )
 
 
-def _per(counts: dict[str, int], updates: int) -> str:
+def _per(counts: dict[str, Any], updates: int) -> str:
+    """The webhook's insert goes to the driver directly (one statement per batch, autocommit):
+    SQLAlchemy sees only the check-out (a pre-ping) of each batch; housekeeping adds a little."""
     if not updates:
         return ""
+    batches = counts.get("checkouts", 0)
+    other = sum(counts.get(k, 0) for k in ("statements", "begins", "commits", "rollbacks"))
     return (
-        f"per update: {counts.get('statements', 0) / updates:.2f} statements, "
-        f"{counts.get('commits', 0) / updates:.3f} commits"
+        f"{updates / max(batches, 1):.1f} updates per batch; per update "
+        f"{(2 * batches + other) / updates:.2f} round trips, {batches / updates:.2f} commits"
     )
 
 
@@ -402,6 +421,8 @@ def part_replicas(args: argparse.Namespace) -> None:
         return
     backlog = args.backlog
     rows = []
+    shapes: dict[str, int] = {}
+    cpus: list[tuple[float, float]] = []  # (gateways' CPU seconds, peers' CPU seconds)
     for n in (1, 2, 3):
         with pg_database() as url, peers(None, **PEERS_LIFTED) as p:
             with gateway(url, p.url, "ingest", cpu="0", name="ingest") as ing:
@@ -411,11 +432,20 @@ def part_replicas(args: argparse.Namespace) -> None:
                 began = time.monotonic()
                 gws = [
                     stack.enter_context(
-                        gateway(url, p.url, "worker", cpu=None, name=f"w{i}", **LIFTED)
+                        gateway(
+                            url,
+                            p.url,
+                            "worker",
+                            cpu=None,
+                            name=f"w{i}",
+                            WORKER_CONCURRENCY=str(args.concurrency),
+                            **LIFTED,
+                        )
                     )
                     for i in range(n)
                 ]
                 ready = time.monotonic() - began
+                cpu0 = [cpu_seconds(g) for g in gws] + [cpu_seconds(p)]
                 t0 = time.monotonic()
                 deadline = t0 + 120
                 states: dict[str, int] = {}
@@ -425,7 +455,10 @@ def part_replicas(args: argparse.Namespace) -> None:
                         break
                     time.sleep(0.25)
                 took = time.monotonic() - t0
+                cpu1 = [cpu_seconds(g) for g in gws] + [cpu_seconds(p)]
                 counts = [sql_counts(g) for g in gws]
+                if n == 1:
+                    shapes = counts[0].get("shapes", {})
             sent = len(report(p)["sends"])
         c = {
             k: sum(x.get(k, 0) for x in counts)
@@ -433,19 +466,27 @@ def part_replicas(args: argparse.Namespace) -> None:
         }
         done = states.get("replies recorded", 0)
         trips = sum(c.values()) + sent  # + the lane's one record statement per send
+        gw_cpu = sum(b - a for a, b in zip(cpu0[:-1], cpu1[:-1], strict=True))
+        cpus.append((gw_cpu, cpu1[-1] - cpu0[-1]))
         rows.append((n, total, done, took, ready, c, sent, trips))
-    print(f"\n## one backlog of {backlog}+200 updates drained by N replicas on one PostgreSQL")
+    print(
+        f"\n## one backlog of {backlog}+200 updates drained by N replicas on one PostgreSQL "
+        f"(WORKER_CONCURRENCY={args.concurrency})"
+    )
     print("Telegram's limits lifted (gateway capacity); replicas and peers unpinned, 2 cores\n")
     print(
         "| replicas | updates | replied | seconds | updates/s | statements/upd | commits/upd "
-        "| round trips/upd |"
+        "| round trips/upd | gateway CPU ms/upd | peers CPU ms/upd |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for n, total, done, took, _ready, c, _sent, trips in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (n, total, done, took, _ready, c, _sent, trips), (gw_cpu, peer_cpu) in zip(
+        rows, cpus, strict=True
+    ):
         per = max(done, 1)
         print(
             f"| {n} | {total} | {done} | {took:.1f} | {done / took:.0f} | "
-            f"{c['statements'] / per:.1f} | {c['commits'] / per:.2f} | {trips / per:.1f} |"
+            f"{c['statements'] / per:.1f} | {c['commits'] / per:.2f} | {trips / per:.1f} | "
+            f"{gw_cpu * 1000 / per:.1f} | {peer_cpu * 1000 / per:.1f} |"
         )
     print(
         "\nround trips = statements + BEGIN + COMMIT + ROLLBACK + pool pre-pings (check-outs) "
@@ -456,6 +497,55 @@ def part_replicas(args: argparse.Namespace) -> None:
         per = max(done, 1)
         detail = ", ".join(f"{k} {v / per:.2f}" for k, v in c.items())
         print(f"  {n} replica(s), per update: {detail}, lane records {sent / per:.2f}")
+    print("\nstatements per update by kind (1 replica):")
+    for shape, count in sorted(shapes.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {count / max(rows[0][2], 1):5.2f}  {shape}")
+
+
+# --- part: commits ------------------------------------------------------------------------------
+
+
+def part_commits(args: argparse.Namespace) -> None:
+    """What one PostgreSQL commits per second here: the ceiling every update's commits share."""
+    if postgres_available() is not None:
+        print("\n(commits part skipped: no PostgreSQL)")
+        return
+    print(
+        f"\n## PostgreSQL commit rate, {args.duration:g} s per row (one-row INSERT, autocommit)\n"
+    )
+    print("| connections | commits/s | table |")
+    print("|---|---|---|")
+    for unlogged in (False, True):
+        for conns in (1, 8, 32):
+            with pg_database() as url:
+                rate = asyncio.run(_commit_rate(url, conns, args.duration, unlogged))
+            kind = "UNLOGGED" if unlogged else "logged"
+            print(f"| {conns} | {rate:.0f} | {kind} |")
+
+
+async def _commit_rate(url: str, conns: int, seconds: float, unlogged: bool) -> float:
+    import asyncpg
+
+    setup = await asyncpg.connect(url)
+    kind = "UNLOGGED " if unlogged else ""
+    await setup.execute(f"CREATE {kind}TABLE c (id bigserial primary key, v float8)")
+    await setup.close()
+    pool = await asyncpg.create_pool(url, min_size=conns, max_size=conns)
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def writer() -> None:
+        nonlocal done
+        async with pool.acquire() as conn:
+            while time.monotonic() < deadline:
+                await conn.execute("INSERT INTO c (v) VALUES ($1)", time.time())
+                done += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(writer() for _ in range(conns)))
+    took = time.monotonic() - began
+    await pool.close()
+    return done / took
 
 
 PARTS = {
@@ -463,6 +553,7 @@ PARTS = {
     "overhead": part_overhead,
     "burst": part_burst,
     "replicas": part_replicas,
+    "commits": part_commits,
 }
 
 
@@ -470,7 +561,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--backlog", type=int, default=3000)
+    parser.add_argument("--backlog", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16, help="WORKER_CONCURRENCY, replicas")
     args = parser.parse_args()
     reason = postgres_available()
     if reason is not None:
