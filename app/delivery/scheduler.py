@@ -7,8 +7,9 @@
 - For the chats it holds (a bounded set, refilled in batches, oldest work first), the scheduler
   keeps only the *head* part in memory. It round-robins over chats whose head is ready: per-chat
   bucket (1/s, burst 3), group bucket (20/min), flood wait, retry back-off; each dispatch then
-  awaits the bot-wide pacer (30/s, evenly spaced; shared by every replica on PostgreSQL). One send per chat is in flight at a time, so
-  a part never overtakes an earlier one of the same chat.
+  awaits the bot-wide pacer (30/s, evenly spaced; shared by every replica on PostgreSQL). One
+  send per chat is in flight at a time, so a part never overtakes an earlier one of the same
+  chat.
 - After a send, the `Sender`'s `SendOutcome` says what comes next: the same head again (a
   retry, a flood wait, a migrated chat), or the chat's next pending part.
 """
