@@ -3,7 +3,8 @@
     messaging dev            the whole system on this machine: Telegram sandbox + User Service +
                              Agent Service + gateway, wired together; prints the chat page's URL
     messaging migrate        bring the gateway's database schema up to date
-    messaging serve          the gateway alone (configuration from the environment / .env)
+    messaging serve          the gateway alone (configuration from the environment / .env);
+                             --role ingest|worker|all splits taking updates from working them
     messaging set-webhook    point the bot at a public URL (uses BOT_TOKEN, WEBHOOK_SECRET_TOKEN)
     messaging delete-webhook
     messaging check-config   validate the environment without starting anything
@@ -141,12 +142,23 @@ def dev(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="ingest: store updates, process nothing; worker: process the inbox, the webhook "
+            "answers 503; all: both (default: GATEWAY_ROLE, else all)",
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway (configuration from the environment and .env)."""
     import uvicorn
 
     from app.main import SERVER_OPTIONS, create_app
 
+    if role is not None:
+        if role not in ("all", "ingest", "worker"):
+            raise typer.BadParameter("must be all, ingest or worker", param_hint="--role")
+        os.environ["GATEWAY_ROLE"] = role  # Settings read it (and validate the rest) as usual
     uvicorn.run(
         create_app(), host=host, port=port, access_log=False, log_config=None, **SERVER_OPTIONS
     )

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     ADMIN_TOKEN: str | None = None
 
     # --- workers -------------------------------------------------------------------------------
+    # What this process does (`messaging serve --role`): `ingest` stores updates (webhook or
+    # getUpdates) and processes nothing; `worker` processes the inbox and answers the webhook
+    # with 503; `all` both. Ingest and workers scale apart on one PostgreSQL database.
+    GATEWAY_ROLE: Literal["all", "ingest", "worker"] = "all"
     PROCESSING_ENABLED: bool = True
     WORKER_CONCURRENCY: int = Field(default=16, ge=1, le=1000)
     LEASE_SECONDS: float = Field(default=30, ge=1)
@@ -176,6 +180,8 @@ class Settings(BaseSettings):
 
     # --- outbound delivery (Telegram's limits) ----------------------------------------------
     RATE_GLOBAL_PER_SECOND: float = Field(default=30, gt=0)
+    # On PostgreSQL the rate above is the whole bot's, shared by every replica; false: per process.
+    RATE_GLOBAL_SHARED: bool = True
     RATE_CHAT_PER_SECOND: float = Field(default=1, gt=0)
     RATE_CHAT_BURST: int = Field(default=3, ge=1)
     RATE_GROUP_PER_MINUTE: float = Field(default=20, gt=0)
@@ -323,6 +329,17 @@ class Settings(BaseSettings):
         if self.WEBHOOK_SECRET_TOKEN is not None:
             return "configured"
         return "derived" if self.WEBHOOK_SECRET_TOKEN_REQUIRED else "disabled"
+
+    @property
+    def ingests(self) -> bool:
+        """Whether this process takes updates in (webhook, getUpdates): not a worker-only one."""
+        return self.GATEWAY_ROLE != "worker"
+
+    @property
+    def processes(self) -> bool:
+        """Whether this process works the inbox and sends: not an ingest-only one (the role,
+        or the older `PROCESSING_ENABLED=false`)."""
+        return self.PROCESSING_ENABLED and self.GATEWAY_ROLE != "ingest"
 
     @property
     def trigger_words(self) -> list[str]:

@@ -191,23 +191,26 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         await upgrade_to_head(self.engine)
-        self.batcher = IngestBatcher(
-            self.inbox,
-            on_commit=self._after_commit,
-            on_batch=self.metrics.ingest_batch_size.observe,
-        )
-        self.batcher.start()
+        if s.ingests:
+            # A worker-only process has no batcher: its webhook answers 503 (Telegram, or the
+            # load balancer, takes the update to an ingesting process instead).
+            self.batcher = IngestBatcher(
+                self.inbox,
+                on_commit=self._after_commit,
+                on_batch=self.metrics.ingest_batch_size.observe,
+            )
+            self.batcher.start()
         self.acker.start()
-        if s.PROCESSING_ENABLED:
+        if s.processes:
             await self.delivery.start()
             self.dispatcher.start()
             self._loop(self._flush_loop, "retry-flusher")
             self._loop(self._introduce_bot, "bot-profile")
         self._loop(self._housekeeping_loop, "housekeeping")
-        if s.UPDATE_MODE == "polling":
+        if s.ingests and s.UPDATE_MODE == "polling":
             poller = Poller(self.telegram, self.inbox, on_commit=self._after_commit)
             self._loop(poller.run, "poller")
-        elif s.WEBHOOK_URL:
+        elif s.ingests and s.WEBHOOK_URL:
             self._loop(self._register_webhook, "set-webhook")
         self.started = True
         log.info(
@@ -215,7 +218,9 @@ class Gateway:
             extra={
                 "owner": self.owner,
                 "database": self.engine.dialect.name,
-                "processing": s.PROCESSING_ENABLED,
+                "role": s.GATEWAY_ROLE,
+                "ingest": s.ingests,
+                "processing": s.processes,
                 "updates": s.UPDATE_MODE,
                 # configured / derived / disabled: how the webhook authenticates (not the value)
                 "webhook_secret": s.webhook_secret_source,

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, load_settings_or_exit
 from app.gateway import Gateway
-from app.inbound.webhook import make_webhook_endpoint
+from app.inbound.webhook import make_refusing_endpoint, make_webhook_endpoint
 from app.logger import configure_logging
 from app.routes import admin, delivery, files, health
 from app.routes.guard import make_admin_guard
@@ -93,12 +93,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.state.settings = settings
 
-    webhook = make_webhook_endpoint(
-        secret=settings.webhook_secret,
-        max_body=settings.MAX_BODY_BYTES,
-        body_timeout=settings.WEBHOOK_BODY_TIMEOUT,
-        batcher=lambda: gateway.batcher if gateway.started else None,
-        metrics=gateway.metrics,
+    webhook = (
+        make_webhook_endpoint(
+            secret=settings.webhook_secret,
+            max_body=settings.MAX_BODY_BYTES,
+            body_timeout=settings.WEBHOOK_BODY_TIMEOUT,
+            batcher=lambda: gateway.batcher if gateway.started else None,
+            metrics=gateway.metrics,
+        )
+        if settings.ingests
+        else make_refusing_endpoint(gateway.metrics)
     )
     # Registered as a route too (405 for other methods, listed with the app's routes), but
     # POSTs are served by the fast path in `GatewayApp.__call__`.

@@ -6,7 +6,7 @@
 Runs one scenario of `tests.chaos.harness` (the same code as the CI test) and prints the counts
 table, what fails the issue's pass criteria, and where the logs are. Exit status 1 when a
 criterion fails, so a loop in a shell can stop at the first bad run. ``CHAOS_*`` environment
-variables apply as in the tests (``CHAOS_SHARED_PACING=1``, peers' limits and fault rates); the
+variables apply as in the tests (``CHAOS_SHARED_PACING=0``, peers' limits and fault rates); the
 options here win over them.
 """
 

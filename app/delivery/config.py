@@ -22,6 +22,12 @@ class DeliveryConfig:
     #: Sends the bot-wide pacer lets go back to back after an idle moment (then 1/rate apart).
     #: Two, not more: answers that arrive together are each in their crash window at once.
     global_burst: int = 2
+    #: The bot's id (the digits of its token before ':'): the key of the bot-wide pace that
+    #: replicas share on PostgreSQL. Not a secret (it is in every update about the bot).
+    bot_id: str = "bot"
+    #: On PostgreSQL, pace the bot across every replica (`pacing.SharedPacer`); False paces
+    #: each process alone (SQLite always does: one process).
+    shared_pacing: bool = True
     rate_chat_per_second: float = 1.0
     rate_chat_burst: int = 3
     rate_group_per_minute: float = 20.0
@@ -42,6 +48,8 @@ class DeliveryConfig:
             request_timeout=s.REQUEST_TIMEOUT,
             typing_interval=s.TYPING_INTERVAL,
             rate_global_per_second=s.RATE_GLOBAL_PER_SECOND,
+            bot_id=s.BOT_TOKEN.split(":", 1)[0],
+            shared_pacing=s.RATE_GLOBAL_SHARED,
             rate_chat_per_second=s.RATE_CHAT_PER_SECOND,
             rate_chat_burst=s.RATE_CHAT_BURST,
             rate_group_per_minute=s.RATE_GROUP_PER_MINUTE,

@@ -217,6 +217,7 @@ class Delivery:
             if still:
                 await asyncio.wait(still, timeout=1.0)
         await s.release_all()  # another replica (or our successor) takes our chats at once
+        await s.pacer.aclose()
         await self.recorder.close()
         if self.lane is not None:
             await self.lane.stop()

@@ -7,8 +7,9 @@
 - For the chats it holds (a bounded set, refilled in batches, oldest work first), the scheduler
   keeps only the *head* part in memory. It round-robins over chats whose head is ready: per-chat
   bucket (1/s, burst 3), group bucket (20/min), flood wait, retry back-off; each dispatch then
-  awaits the bot-wide pacer (30/s, evenly spaced). One send per chat is in flight at a time, so
-  a part never overtakes an earlier one of the same chat.
+  awaits the bot-wide pacer (30/s, evenly spaced; shared by every replica on PostgreSQL). One
+  send per chat is in flight at a time, so a part never overtakes an earlier one of the same
+  chat.
 - After a send, the `Sender`'s `SendOutcome` says what comes next: the same head again (a
   retry, a flood wait, a migrated chat), or the chat's next pending part.
 """
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.delivery import store
 from app.delivery.config import DeliveryConfig
 from app.delivery.metrics import DeliveryMetrics
-from app.delivery.pacing import Pacer, TokenBucket
+from app.delivery.pacing import Pacer, SharedPacer, TokenBucket
 from app.delivery.sender import Sender, SendOutcome
 from app.delivery.store import PartRow
 from app.logger import get_logger
@@ -105,7 +106,15 @@ class Scheduler:
         self.owner = owner
         self._on_outcome = on_outcome
         self._periodic = periodic
-        self.pacer = Pacer(config.rate_global_per_second, burst=config.global_burst)
+        # Telegram's ~30/s is per bot: on PostgreSQL (N replicas) the pace is shared through
+        # the database; a SQLite gateway is one process and paces itself in memory.
+        self.pacer: Pacer | SharedPacer
+        if config.shared_pacing and engine.dialect.name == "postgresql":
+            self.pacer = SharedPacer(
+                engine, config.bot_id, config.rate_global_per_second, burst=config.global_burst
+            )
+        else:
+            self.pacer = Pacer(config.rate_global_per_second, burst=config.global_burst)
         self.chats: dict[int, ChatState] = {}
         self.unreachable: set[int] = set()
         self.pause_until = 0.0  # monotonic; bot-wide flood wait

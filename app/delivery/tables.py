@@ -88,3 +88,13 @@ delivery_chats = Table(
     Column("unreachable_at", Float, nullable=True),
     Column("unreachable_reason", Text, nullable=True),
 )
+
+# The bot-wide pace shared by replicas on PostgreSQL: the GCRA's theoretical arrival time of the
+# bot's next message, in the database's clock (epoch seconds), advanced by one statement per send
+# (`pacing.SharedPacer`). UNLOGGED on PostgreSQL (migration 0007): lost at a crash, harmlessly.
+delivery_bot_pacing = Table(
+    "delivery_bot_pacing",
+    metadata,
+    Column("bot_id", String(32), primary_key=True, autoincrement=False),
+    Column("tat", Float, nullable=False),
+)

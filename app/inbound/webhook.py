@@ -17,6 +17,9 @@ unread, within the same deadline). Telegram's updates are a few kilobytes; witho
 200 concurrent 1 MB bodies held ~720 MiB until committed (the bytes, the decoded text and the
 parsed object of each; `bench/webhook_memory.py`). A client that hangs up mid-body is logged at
 INFO: it is the client's doing, not a fault of the gateway.
+
+A worker-only process (`GATEWAY_ROLE=worker`) stores nothing: `make_refusing_endpoint` answers
+every POST with 503, so a misrouted update is redelivered to an ingesting process, not lost.
 """
 
 from __future__ import annotations
@@ -171,5 +174,18 @@ def make_webhook_endpoint(
             return _json(503, b'{"ok":false,"description":"update not stored, retry later"}')
         stored.inc()
         return _json(200, _OK)
+
+    return webhook
+
+
+def make_refusing_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+    """The webhook of a worker-only process: 503, nothing stored (Telegram retries)."""
+    unavailable = metrics.webhook_requests.labels("unavailable")
+
+    async def webhook(request: Request) -> Response:
+        unavailable.inc()
+        return _json(
+            503, b'{"ok":false,"description":"this process does not take updates (role worker)"}'
+        )
 
     return webhook

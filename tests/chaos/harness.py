@@ -12,9 +12,11 @@ Kills use `ServerProcess.kill()` (SIGKILL to the uvicorn process): `ServerProces
 a new session, so `os.killpg` would hit the test runner's own process group. uvicorn runs with
 no workers or reloader here, so that process is the whole gateway.
 
-Pacing across replicas: each gateway paces itself (``RATE_GLOBAL_PER_SECOND`` is per process
-today), so with N replicas each gets 30/N per second to keep the bot under Telegram's 30/s.
-``CHAOS_SHARED_PACING=1`` leaves the default (30) on every replica, for when pacing is shared.
+Pacing across replicas: on PostgreSQL the replicas share the bot's pace through the database
+(`app.delivery.pacing.SharedPacer`), so every replica runs with the whole bot's
+``RATE_GLOBAL_PER_SECOND`` (30) against the stand-in's bot-wide 30/s (burst 8), and the run
+proves the replicas together stay under it. ``CHAOS_SHARED_PACING=0`` turns the sharing off
+and gives each of N replicas 30/N instead (the old workaround, for comparison).
 
 Each gateway incarnation calls the peers under its own tag (``/tg/gw0-3``, ``/users/gw0-3``,
 ``/agent/gw0-3``: replica 0, third start), so every send and history row says who made it.
@@ -74,7 +76,7 @@ class Scenario:
     rate: float = 30.0  # new updates per second, all chats together
     seed: int = 0
     lease_seconds: float = 10.0
-    shared_pacing: bool = False
+    shared_pacing: bool = True
     # How long a replica runs before the next kill, and how long it stays dead (seconds).
     kill_gap: tuple[float, float] = (0.2, 1.2)
     restart_pause: tuple[float, float] = (0.05, 0.4)
@@ -95,7 +97,8 @@ class Scenario:
             rate=_env_float("CHAOS_RATE", base.rate),
             seed=seed,
             lease_seconds=lease,
-            shared_pacing=os.environ.get("CHAOS_SHARED_PACING") == "1" or base.shared_pacing,
+            shared_pacing=os.environ.get("CHAOS_SHARED_PACING", "1" if base.shared_pacing else "0")
+            != "0",
             settle_timeout=_env_float("CHAOS_SETTLE_SECONDS", max(base.settle_timeout, 4 * lease)),
         )
 
@@ -243,7 +246,9 @@ def gateway_env(scenario: Scenario, token: str, secret: str, database_url: str) 
         # DEBUG shows each send and hook step (bigger logs, a little slower).
         "LOG_LEVEL": os.environ.get("CHAOS_GATEWAY_LOG_LEVEL", "INFO"),
     }
-    if scenario.replicas > 1 and not scenario.shared_pacing:
+    env["RATE_GLOBAL_PER_SECOND"] = "30"  # the whole bot's budget, shared by the replicas
+    if not scenario.shared_pacing:
+        env["RATE_GLOBAL_SHARED"] = "false"
         env["RATE_GLOBAL_PER_SECOND"] = f"{30.0 / scenario.replicas:g}"
     return env
 

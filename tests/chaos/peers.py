@@ -28,6 +28,7 @@ with ``uvicorn --factory tests.chaos.peers:create_app`` (the harness does, via `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -66,6 +67,9 @@ class PeersConfig:
     fault_429: float = 0.02
     fault_502: float = 0.02
     agent_max_delay: float = 0.4
+    # When > 0, the agent holds its answers until this many calls wait (or 10 s pass), then
+    # answers them all at once: replies for many chats released together (`bench.scale`).
+    agent_gate: int = 0
     # Real services are not instant; a 1 ms stand-in hides races that latency opens (a kill
     # during a history write the service then commits). Telegram's latency, spent before the
     # message counts as sent, is off by default: a kill while a sendMessage is in flight always
@@ -149,6 +153,8 @@ class Peers:
         self.fault_rng = random.Random(f"{self.config.seed}:faults")
         self.agent_rng = random.Random(f"{self.config.seed}:agent")
         self.latency_rng = random.Random(f"{self.config.seed}:latency")
+        self.gate_waiting = 0
+        self.gate_open = asyncio.Event()
 
     async def _latency(self, most: float) -> None:
         if most > 0:
@@ -388,7 +394,16 @@ class Peers:
             }
         )
         await asyncio.sleep(delay)
+        if self.config.agent_gate > 0:
+            await self._gate()
         return JSONResponse({"reply": "re: " + " | ".join(texts)})
+
+    async def _gate(self) -> None:
+        self.gate_waiting += 1
+        if self.gate_waiting >= self.config.agent_gate:
+            self.gate_open.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.gate_open.wait(), timeout=10)
 
     # --- control ----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ the gateway recording it can always cause one, the Bot API has no idempotency ke
 
 Sizes come from ``CHAOS_UPDATES`` (400), ``CHAOS_CHATS`` (40), ``CHAOS_KILLS`` (20),
 ``CHAOS_RATE`` (30 updates/s), ``CHAOS_LEASE_SECONDS`` (10), ``CHAOS_SEED`` (random, printed);
-``CHAOS_SHARED_PACING=1`` gives every replica the whole bot's 30/s instead of 10/s each;
+``CHAOS_SHARED_PACING=0`` paces each replica alone at 10/s instead of sharing the bot's 30/s;
 ``CHAOS_GATEWAY_LOG_LEVEL=DEBUG`` for detailed gateway logs. The counts of every run are printed
 at the end of the session (see conftest.py).
 """
