@@ -16,9 +16,11 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 BODY_TEMPLATE = (
@@ -120,6 +122,40 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if n else float("nan"),
         "statuses": statuses,
     }
+
+
+def drive(
+    url: str,
+    *,
+    secret: str,
+    connections: int,
+    duration: float,
+    start_id: int,
+    max_requests: int = 0,
+    prefix: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run this load generator as its own process against a gateway's webhook at `url` (the
+    base URL) and return its result; `prefix` goes before the command (e.g. `taskset -c 1`)."""
+    cmd = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        url + "/webhook/telegram",
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--start-id",
+        str(start_id),
+        "--header",
+        f"X-Telegram-Bot-Api-Secret-Token: {secret}",
+        *(["--max-requests", str(max_requests)] if max_requests else []),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 120)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

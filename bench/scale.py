@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -50,6 +48,7 @@ import httpx
 from sqlalchemy import text
 
 from app.storage.engine import make_engine
+from bench import loadgen
 from tests.support.pg import postgres_available, temp_database
 from tests.support.servers import ServerProcess, free_port
 
@@ -137,25 +136,15 @@ def gateway(
 
 
 def load(url: str, *, seconds: float, start_id: int, cpu: str | None, count: int = 0) -> Any:
-    cmd = [
-        *_taskset(cpu),
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "--url",
-        url + "/webhook/telegram",
-        "--connections",
-        "40",
-        "--duration",
-        str(seconds),
-        "--start-id",
-        str(start_id),
-        "--header",
-        f"X-Telegram-Bot-Api-Secret-Token: {SECRET}",
-        *(["--max-requests", str(count)] if count else []),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return loadgen.drive(
+        url,
+        secret=SECRET,
+        connections=40,
+        duration=seconds,
+        start_id=start_id,
+        max_requests=count,
+        prefix=_taskset(cpu),
+    )
 
 
 def cpu_seconds(proc: ServerProcess) -> float:

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from sqlalchemy import func, select
 
 from app.storage.engine import make_engine
 from app.storage.tables import inbox
+from bench import loadgen
 from tests.support.pg import postgres_available, temp_database
 from tests.support.servers import ServerProcess
 
@@ -44,24 +44,9 @@ def load(url: str, connections: int, duration: float, start_id: int) -> dict[str
     """Drive `url` with wrk when installed (a C client costs the server less CPU), else loadgen."""
     if shutil.which("wrk") and not os.environ.get("BENCH_NO_WRK"):
         return load_wrk(url, connections, duration, start_id)
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "--url",
-        url + "/webhook/telegram",
-        "--connections",
-        str(connections),
-        "--duration",
-        str(duration),
-        "--start-id",
-        str(start_id),
-        "--header",
-        f"X-Telegram-Bot-Api-Secret-Token: {SECRET}",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 120)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return loadgen.drive(
+        url, secret=SECRET, connections=connections, duration=duration, start_id=start_id
+    )
 
 
 def load_wrk(url: str, connections: int, duration: float, start_id: int) -> dict[str, Any]:
