@@ -69,16 +69,21 @@ def _http_url(value: str, name: str) -> str:
     value = value.strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", value) or re.search(r"\s", value):
         raise ValueError(f"{name} must be an http(s) URL")
+    if not _parsed_url(value, name).host:
+        raise ValueError(f"{name} must be an http(s) URL with a host")
+    return value
+
+
+def _parsed_url(value: str, name: str) -> httpx.URL:
+    """`value` parsed, its port (if any) a real one; the message names `name`, never the value."""
     try:
         url = httpx.URL(value)
         port = url.port
     except (httpx.InvalidURL, ValueError):
         raise ValueError(f"{name} is not a valid URL (check the host and the port)") from None
-    if not url.host:
-        raise ValueError(f"{name} must be an http(s) URL with a host")
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"{name}: the port must be between 1 and 65535")
-    return value
+    return url
 
 
 def _webhook_url(value: str) -> str:
@@ -91,17 +96,11 @@ def _webhook_url(value: str) -> str:
     value = value.strip()
     if re.search(r"\s", value):
         raise ValueError("WEBHOOK_URL must not contain spaces")
-    try:
-        url = httpx.URL(value)
-        port = url.port
-    except (httpx.InvalidURL, ValueError):
-        raise ValueError("WEBHOOK_URL is not a valid URL (check the host and the port)") from None
+    url = _parsed_url(value, "WEBHOOK_URL")
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(
             "WEBHOOK_URL must be an https:// URL with a host (http:// for a local Bot API server)"
         )
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError("WEBHOOK_URL: the port must be between 1 and 65535")
     return value
 
 
