@@ -177,6 +177,7 @@ class Sandbox:
         self.files = FileStore(config.state_dir)
         self.next_update_id = config.first_update_id
         self.updates_changed = asyncio.Event()
+        self.webhook_worker_restarts = 0  # after a surprise (sandbox.webhook); kept by reset()
         self.reset()
 
     def reset(self) -> None:

@@ -3,12 +3,18 @@
 The head of the queue is POSTed until the receiver answers 2xx; later updates wait behind it
 (so order is kept). Failures (non-2xx, connection errors, timeouts) are retried after the
 configured back-off delays and noted in ``getWebhookInfo.last_error_*``.
+
+The worker is the only path from the queue to the bot, so it must not die quietly: anything
+unexpected in an attempt is recorded as that attempt's error, and the loop itself is restarted
+after a surprise (counted in ``Sandbox.webhook_worker_restarts``, shown by ``/sandbox/info``);
+only the app's shutdown stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -17,6 +23,12 @@ import orjson
 
 from sandbox.state import Sandbox
 
+logger = logging.getLogger("sandbox.webhook")
+
+#: An idle worker looks at the queue this often even without a wake-up: a lost wake-up costs
+#: a second, not the rest of the run.
+IDLE_RECHECK = 1.0
+
 
 async def _wait_change(sandbox: Sandbox, seconds: float | None) -> None:
     with contextlib.suppress(TimeoutError):
@@ -24,7 +36,22 @@ async def _wait_change(sandbox: Sandbox, seconds: float | None) -> None:
 
 
 async def run_webhook_worker(sandbox: Sandbox) -> None:
-    """Runs for the life of the app; cancelled at shutdown."""
+    """Runs for the life of the app; cancelled at shutdown, restarted after anything else."""
+    while True:
+        try:
+            await _deliver_forever(sandbox)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the app is shutting down
+            logger.error("webhook worker: a stray cancellation; restarting")  # e.g. a library's
+        except Exception:
+            logger.exception("webhook worker failed; restarting")
+        sandbox.webhook_worker_restarts += 1
+        await asyncio.sleep(0.1)
+
+
+async def _deliver_forever(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient(timeout=sandbox.config.webhook_timeout) as client:
         attempt = 0
         last_head: Any = None
@@ -32,7 +59,7 @@ async def run_webhook_worker(sandbox: Sandbox) -> None:
             url = sandbox.webhook.url
             if not url or not sandbox.pending:
                 attempt = 0
-                await _wait_change(sandbox, None)
+                await _wait_change(sandbox, IDLE_RECHECK)
                 continue
             update = sandbox.pending[0]
             if update is not last_head:
@@ -74,6 +101,11 @@ async def _post(
         response = await client.post(url, content=orjson.dumps(update), headers=headers)
     except httpx.HTTPError as exc:
         entry.update(status=None, error=f"Connection error: {type(exc).__name__}")
+        sandbox.deliveries.append(entry)
+        return str(entry["error"])
+    except Exception as exc:  # an invalid URL, a library's surprise: this attempt failed
+        logger.exception("webhook delivery to %s failed unexpectedly", url)
+        entry.update(status=None, error=f"Delivery error: {type(exc).__name__}")
         sandbox.deliveries.append(entry)
         return str(entry["error"])
     entry["status"] = response.status_code

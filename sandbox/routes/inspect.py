@@ -23,6 +23,7 @@ def build_router(sandbox: Sandbox) -> APIRouter:
             "webhook": {
                 "url": sandbox.webhook.url,
                 "secret_set": bool(sandbox.webhook.secret_token),
+                "worker_restarts": sandbox.webhook_worker_restarts,
             },
             "allowed_updates": sandbox.allowed_updates,
             "draft_ttl": sandbox.config.draft_ttl,

@@ -9,6 +9,9 @@ const STREAM_IDLE_MS = 4000; // a bot message edited this recently is "still bei
 const state = {
   bot: null, users: [], groups: [], chat: null, speaker: null, messages: [],
   drafts: new Map(), replyTo: null, typingTimer: null, streamTimer: null, draftTtl: 30,
+  // While a chat's transcript is being fetched, its live events wait here and are replayed on
+  // top of the fetched state (else a typing event or a message arriving mid-load is lost).
+  loading: null, backlog: [],
 };
 
 async function api(method, path, body) {
@@ -94,7 +97,18 @@ function renderSpeakers() {
 }
 
 async function selectChat(id) {
+  state.loading = id;
+  state.backlog = [];
+  try {
+    await loadChat(id);
+  } finally {
+    if (state.loading === id) { state.loading = null; state.backlog = []; } // failed half-way
+  }
+}
+
+async function loadChat(id) {
   const chat = await api("GET", `/chats/${id}`);
+  if (state.loading !== id) return; // another chat was chosen meanwhile
   state.chat = chat;
   state.replyTo = null;
   localStorage.setItem("sandbox-chat", String(id));
@@ -110,13 +124,20 @@ async function selectChat(id) {
   $("as-user").textContent = isGroup ? chat.title : (user ? "you are " + fullName(user) : "");
   for (const b of ["message-input", "send-button", "burst-button"]) $(b).disabled = false;
   renderSidebar();
-  state.messages = await api("GET", `/chats/${id}/messages`);
+  const messages = await api("GET", `/chats/${id}/messages`);
+  const drafts = await api("GET", `/chats/${id}/drafts`);
+  if (state.loading !== id) return;
+  state.messages = messages;
   state.drafts = new Map();
-  for (const d of await api("GET", `/chats/${id}/drafts`)) if (d.state === "active") state.drafts.set(d.draft_id, d);
+  for (const d of drafts) if (d.state === "active") state.drafts.set(d.draft_id, d);
   setTyping(chat.typing ? 5 : 0);
   setStreaming(false);
   renderReply();
   renderMessages();
+  const backlog = state.backlog;
+  state.loading = null;
+  state.backlog = [];
+  for (const e of backlog) handleEvent(e); // upserts are idempotent: a fetched message is kept once
   $("message-input").focus();
 }
 
@@ -344,6 +365,7 @@ function connect() {
 }
 
 function handleEvent(e) {
+  if (state.loading !== null && e.chat_id === state.loading) { state.backlog.push(e); return; }
   const mine = e.chat_id !== undefined && state.chat && e.chat_id === state.chat.id;
   const business = e.message && e.message.business_connection_id; // another chat, same id
   switch (e.type) {

@@ -4,6 +4,7 @@ thread) answers with an inline keyboard, the user presses the button and sees th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,3 +108,43 @@ def test_chat_page_round_trip(
         "You pressed like",
     ]
     assert control.callback_answers()[0]["text"] == "Thanks!"
+
+
+def test_live_events_while_a_chat_loads_are_kept(
+    control: SandboxControl, bot: Bot, sandbox_server: ServerProcess, browser_page: Any
+) -> None:
+    """A typing action and a message that arrive while the page is still fetching the chat's
+    transcript show once it is loaded (they used to be overwritten by the older fetch)."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(str(f))))
+    held: list[Any] = []  # the transcript request, answered when the test says so
+    page.route("**/sandbox/chats/*/messages", lambda route: held.append(route))
+    page.goto(sandbox_server.url + "/")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+    page.get_by_test_id("new-user-name").fill("Bea")
+    page.get_by_test_id("create-user").click()
+    _pump_until(page, lambda: bool(held), "the page to ask for the transcript")
+    user_id = int(page.locator("[data-testid=user-item].active").get_attribute("data-user-id"))
+    bot.ok("sendMessage", chat_id=user_id, text="said while the page was loading")
+    bot.ok("sendChatAction", chat_id=user_id, action="typing")  # after: a message ends typing
+    _pump_until(
+        page,
+        lambda: any('"typing"' in f for f in frames),
+        "the page to receive both events",
+    )
+    held[0].fulfill(json=[])  # a transcript fetched before the bot spoke
+    expect(page.get_by_test_id("typing-indicator")).to_be_visible()
+    expect(page.locator("[data-testid=message][data-from=bot] .text")).to_have_text(
+        ["said while the page was loading"]
+    )
+
+
+def _pump_until(page: Any, predicate: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll with a deadline, letting Playwright dispatch its events between looks."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(20)

@@ -16,6 +16,16 @@ from tests.support.servers import wait_until
 UPDATES = Path(__file__).resolve().parents[1] / "data" / "telegram" / "updates.jsonl"
 
 
+def where_delivery_stands(control: SandboxControl, receiver: WebhookReceiver | None = None) -> str:
+    """For a timed-out wait: what the receiver got and what the sandbox says it tried."""
+    got = f"receiver got {len(receiver.requests)}; " if receiver is not None else ""
+    info = control.info()
+    return (
+        f"{got}sandbox webhook {info['webhook']}, pending {info['pending_updates']}, "
+        f"last attempts {control.deliveries()[-5:]}"
+    )
+
+
 def test_webhook_sends_secret_and_real_shaped_updates(
     control: SandboxControl, bot: Bot, receiver: WebhookReceiver
 ) -> None:
@@ -29,7 +39,11 @@ def test_webhook_sends_secret_and_real_shaped_updates(
     control.send_command(user["id"], "start", "ciao")
     control.send_photo(user["id"], caption="a caption")
     control.send_sticker(user["id"], "😂")
-    wait_until(lambda: len(receiver.requests) == 4, what="4 webhook deliveries")
+    wait_until(
+        lambda: len(receiver.requests) == 4,
+        what="4 webhook deliveries",
+        details=lambda: where_delivery_stands(control, receiver),
+    )
     headers, first = receiver.requests[0]
     assert headers["X-Telegram-Bot-Api-Secret-Token"] == "s3cr3t_-X"
     assert headers["Content-Type"] == "application/json"
@@ -78,7 +92,11 @@ def test_webhook_retries_until_acknowledged_in_order(
     uid = control.create_user("Ann")["id"]
     for text in ("one", "two", "three"):
         control.send_text(uid, text)
-    wait_until(lambda: len(receiver.requests) == 6, what="3 failures + 3 successes")
+    wait_until(
+        lambda: len(receiver.requests) == 6,
+        what="3 failures + 3 successes",
+        details=lambda: where_delivery_stands(control, receiver),
+    )
     texts = [b["message"]["text"] for b in receiver.bodies()]
     # the head is retried; later updates wait behind it (one in flight at a time)
     assert texts == ["one", "one", "one", "one", "two", "three"]
@@ -95,7 +113,11 @@ def test_webhook_retries_connection_errors(control: SandboxControl, bot: Bot) ->
     bot.ok("setWebhook", url=url)
     uid = control.create_user("Ann")["id"]
     control.send_text(uid, "anyone?")
-    wait_until(lambda: len(control.deliveries()) >= 2, what="retried connection errors")
+    wait_until(
+        lambda: len(control.deliveries()) >= 2,
+        what="retried connection errors",
+        details=lambda: where_delivery_stands(control),
+    )
     assert control.deliveries()[0]["status"] is None
     assert bot.ok("getWebhookInfo")["last_error_message"].startswith("Connection error")
     assert bot.ok("getWebhookInfo")["pending_update_count"] == 1
@@ -112,7 +134,12 @@ def test_every_sample_update_arrives_unchanged(
     for update in samples:
         control.deliver_raw(update)
     control.deliver_raw(samples[0])  # the same update twice: delivered twice
-    wait_until(lambda: len(receiver.requests) == 81, timeout=20, what="81 deliveries")
+    wait_until(
+        lambda: len(receiver.requests) == 81,
+        timeout=20,
+        what="81 deliveries",
+        details=lambda: where_delivery_stands(control, receiver),
+    )
     assert receiver.bodies() == [*samples, samples[0]]
 
 
