@@ -141,6 +141,15 @@ class Settings(BaseSettings):
     # --- gateway state -------------------------------------------------------------------------
     DATABASE_URL: str = "sqlite:///./var/gateway.db"
     SQLITE_SYNCHRONOUS: Literal["FULL", "NORMAL"] = "FULL"
+    #: PostgreSQL connections this process keeps open. Unset: `WORKER_CONCURRENCY` + 4 (each
+    #: worker slot, the webhook's writer, delivery and the timers; 4 for an ingest-only role).
+    #: A pool smaller than the work opens and closes a connection per check-out (TCP, start-up,
+    #: authentication): measured, 0.55 new connections per update with 10 (+10) for 16 slots.
+    DB_POOL_SIZE: int | None = Field(default=None, ge=1, le=1000)
+    #: Connections opened beyond the pool at a peak, closed when returned. 0: a peak waits
+    #: for a pooled connection, so the process never holds more than the pool (plus the send
+    #: lane's 8 and the shared pace's 1), which is what a `max_connections` budget needs.
+    DB_MAX_OVERFLOW: int = Field(default=0, ge=0, le=1000)
     INBOX_RETENTION_HOURS: float = Field(default=48, ge=24)
     #: Long button data (`callback_data` table) is kept this long; a button pressed later
     #: reaches the agent as its short key. At least a day, so today's buttons keep working.
@@ -339,6 +348,14 @@ class Settings(BaseSettings):
         """Whether this process works the inbox and sends: not an ingest-only one (the role,
         or the older `PROCESSING_ENABLED=false`)."""
         return self.PROCESSING_ENABLED and self.GATEWAY_ROLE != "ingest"
+
+    @property
+    def db_pool_size(self) -> int:
+        """`DB_POOL_SIZE`, else one connection per worker slot and 4 for the rest (an
+        ingest-only process has no worker slots: its webhook writer, checks and admin)."""
+        if self.DB_POOL_SIZE:
+            return self.DB_POOL_SIZE
+        return self.WORKER_CONCURRENCY + 4 if self.processes else 4
 
     @property
     def trigger_words(self) -> list[str]:

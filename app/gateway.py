@@ -61,7 +61,10 @@ class Gateway:
         self.owner = owner or make_owner_id()
         self.metrics = Metrics()
         self.engine = make_engine(
-            settings.DATABASE_URL, sqlite_synchronous=settings.SQLITE_SYNCHRONOUS
+            settings.DATABASE_URL,
+            sqlite_synchronous=settings.SQLITE_SYNCHRONOUS,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.DB_MAX_OVERFLOW,
         )
         self.inbox = Inbox(self.engine, owner=self.owner, lease_seconds=settings.LEASE_SECONDS)
         # Idle connections are dropped before a peer's keep-alive (uvicorn: 5 s) would drop them

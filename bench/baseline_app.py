@@ -1,18 +1,27 @@
-"""The ceiling to compare against: a bare FastAPI endpoint that only parses the JSON body."""
+"""The ceiling to compare against: a bare Starlette endpoint that only parses the JSON body.
+
+Bare Starlette, not FastAPI: FastAPI's request handling (dependency resolution, response
+validation) is already a cost the gateway chose not to pay on its webhook route, so a FastAPI
+baseline would flatter the gateway's share.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-app = FastAPI()
 
-
-@app.post("/webhook/telegram")
-async def webhook(request: Request) -> dict[str, bool]:
+async def webhook(request: Request) -> JSONResponse:
     await request.json()
-    return {"ok": True}
+    return JSONResponse({"ok": True})
 
 
-@app.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+app = Starlette(
+    routes=[Route("/webhook/telegram", webhook, methods=["POST"]), Route("/health", health)]
+)

@@ -2,7 +2,9 @@
 
 SQLAlchemy events on every engine of the process count what goes to the database: statements
 (`before_cursor_execute`), transaction starts and ends (`begin`, `commit`, `rollback`) and pool
-check-outs (on PostgreSQL each is a pre-ping, one round trip more). `GET /bench/sql` returns
+check-outs (on PostgreSQL each is a pre-ping, one round trip more), new connections (`connect`:
+each one a TCP handshake, startup and authentication, so a pool too small for the load shows
+here) and the most connections checked out at once. `GET /bench/sql` returns
 the counters, so the bench divides them by the updates the process handled. The send lane's
 PostgreSQL record (one autocommit statement per sent part, on its own asyncpg pool) is not
 seen here; the bench adds one per message sent.
@@ -54,6 +56,18 @@ def _rollback(*_: Any) -> None:
 @event.listens_for(Pool, "checkout")
 def _checkout(*_: Any) -> None:
     COUNTS["checkouts"] += 1
+    COUNTS["checked_out"] += 1
+    COUNTS["checked_out_max"] = max(COUNTS["checked_out_max"], COUNTS["checked_out"])
+
+
+@event.listens_for(Pool, "checkin")
+def _checkin(*_: Any) -> None:
+    COUNTS["checked_out"] -= 1
+
+
+@event.listens_for(Pool, "connect")
+def _connect(*_: Any) -> None:
+    COUNTS["connects"] += 1  # a new database connection: TCP, startup, auth (pool too small?)
 
 
 def create() -> FastAPI:

@@ -205,7 +205,7 @@ def part_ingest(args: argparse.Namespace) -> None:
     rows: list[tuple[str, dict[str, Any], str]] = []
     with server("bench.baseline_app:app", {}, cpu="0", name="baseline") as base:
         baseline = load(base.url, seconds=d, start_id=1_000_000, cpu="1")
-    rows.append(("baseline: bare FastAPI, parse JSON", baseline, ""))
+    rows.append(("baseline: bare Starlette, parse JSON", baseline, ""))
     with pg_database() as url, peers("1") as p:
         with gateway(url, p.url, "ingest", cpu="0", name="ingest") as gw:
             r = load(gw.url, seconds=d, start_id=2_000_000, cpu="1")
@@ -412,7 +412,8 @@ def part_replicas(args: argparse.Namespace) -> None:
     rows = []
     shapes: dict[str, int] = {}
     cpus: list[tuple[float, float]] = []  # (gateways' CPU seconds, peers' CPU seconds)
-    for n in (1, 2, 3):
+    pools: list[tuple[int, int]] = []  # (new database connections, most checked out at once)
+    for n in args.replicas:
         with pg_database() as url, peers(None, **PEERS_LIFTED) as p:
             with gateway(url, p.url, "ingest", cpu="0", name="ingest") as ing:
                 load(ing.url, seconds=60, start_id=5_000_000, cpu="1", count=backlog)
@@ -455,6 +456,12 @@ def part_replicas(args: argparse.Namespace) -> None:
         }
         done = states.get("replies recorded", 0)
         trips = sum(c.values()) + sent  # + the lane's one record statement per send
+        pools.append(
+            (
+                sum(x.get("connects", 0) for x in counts),
+                max((x.get("checked_out_max", 0) for x in counts), default=0),
+            )
+        )
         gw_cpu = sum(b - a for a, b in zip(cpu0[:-1], cpu1[:-1], strict=True))
         cpus.append((gw_cpu, cpu1[-1] - cpu0[-1]))
         rows.append((n, total, done, took, ready, c, sent, trips))
@@ -482,10 +489,16 @@ def part_replicas(args: argparse.Namespace) -> None:
         "+ the send lane's record (one per message sent); the ingest process is not included "
         "(see the ingest part)."
     )
-    for n, _total, done, _took, _ready, c, sent, _trips in rows:
+    for (n, _total, done, _took, _ready, c, sent, _trips), (connects, peak) in zip(
+        rows, pools, strict=True
+    ):
         per = max(done, 1)
         detail = ", ".join(f"{k} {v / per:.2f}" for k, v in c.items())
-        print(f"  {n} replica(s), per update: {detail}, lane records {sent / per:.2f}")
+        print(
+            f"  {n} replica(s), per update: {detail}, lane records {sent / per:.2f}; "
+            f"new connections {connects} ({connects / per:.2f}/update), "
+            f"most checked out at once {peak}"
+        )
     print("\nstatements per update by kind (1 replica):")
     for shape, count in sorted(shapes.items(), key=lambda kv: -kv[1])[:15]:
         print(f"  {count / max(rows[0][2], 1):5.2f}  {shape}")
@@ -552,6 +565,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16, help="WORKER_CONCURRENCY, replicas")
+    parser.add_argument(
+        "--replicas",
+        type=lambda s: [int(n) for n in s.split(",")],
+        default=[1, 2, 3],
+        help="replica counts for the replicas part, e.g. 1,3",
+    )
     args = parser.parse_args()
     reason = postgres_available()
     if reason is not None:

@@ -1,10 +1,10 @@
-"""Webhook ingest under load: the gateway's durable webhook vs a bare FastAPI ceiling.
+"""Webhook ingest under load: the gateway's durable webhook vs a bare Starlette ceiling.
 
 Starts each server as a real uvicorn process (one worker, uvloop + httptools) on 127.0.0.1,
 drives it with `bench.loadgen` (40 keep-alive connections, unique update ids, realistic
 message bodies) for a fixed time, and prints throughput and latency percentiles side by side.
 
-- baseline: `bench/baseline_app.py`, a FastAPI endpoint that only parses JSON (the ceiling);
+- baseline: `bench/baseline_app.py`, a bare Starlette endpoint that only parses JSON (the ceiling);
 - gateway (sqlite): `app.main:app` with its durable inbox on a SQLite file (FULL sync),
   processing disabled (ingest only: no User Service or agent is running in the bench);
 - gateway (postgres): the same on PostgreSQL, when the server at 127.0.0.1:5432 answers.
@@ -124,7 +124,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with ServerProcess("bench.baseline_app:app", extra_args=uvicorn_args()) as base:
         baseline = load(base.url, args.connections, args.duration, start_id=1_000_000)
-    baseline["name"] = "baseline: bare FastAPI, parse JSON only"
+    baseline["name"] = "baseline: bare Starlette, parse JSON only"
     results.append(baseline)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,8 +44,17 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> AsyncEngine:
-    """Create the async engine; for SQLite also create the file's folder and set pragmas."""
+def make_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 20, max_overflow: int = 0
+) -> AsyncEngine:
+    """Create the async engine; for SQLite also create the file's folder and set pragmas.
+
+    On PostgreSQL, `pool_size` connections stay open and `max_overflow` more are opened at a
+    peak and closed on return: size the pool for the work (`Settings.db_pool_size`), since
+    every overflow check-out pays a new connection. The pool hands out the most recently used
+    connection first (LIFO): at low load a few connections stay warm (asyncpg prepares each
+    statement once per connection) and the rest sit idle.
+    """
     driver_url = async_url(url)
     if driver_url.startswith("sqlite"):
         path = sqlite_path(url)
@@ -65,7 +74,11 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
 
         return engine
     return create_async_engine(
-        driver_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        driver_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_use_lifo=True,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,22 @@ def test_entry_point_error_with_passwords_in_urls_is_secret_free() -> None:
         assert name in result.stderr
     assert PW not in result.stderr and PW not in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The README's configuration table is the operator's reference: a setting missing there
+    is a setting nobody can find."""
+    readme = (ROOT / "README.md").read_text()
+    first_cells = [line.split("|")[1] for line in readme.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([A-Z0-9_]+)`", cell)}
+    missing = sorted(set(Settings.model_fields) - documented)
+    assert missing == [], f"settings missing from README.md's configuration table: {missing}"
+
+
+def test_database_pool_follows_worker_concurrency_unless_set() -> None:
+    assert make(WORKER_CONCURRENCY="16").db_pool_size == 20
+    assert make(WORKER_CONCURRENCY="64").db_pool_size == 68
+    assert make(WORKER_CONCURRENCY="64", DB_POOL_SIZE="30").db_pool_size == 30
+    assert make(GATEWAY_ROLE="ingest").db_pool_size == 4  # no worker slots
+    assert make(GATEWAY_ROLE="ingest", DB_POOL_SIZE="8").db_pool_size == 8
+    assert make().DB_MAX_OVERFLOW == 0
