@@ -10,7 +10,8 @@ thread with its own event loop, which does nothing else:
 - PostgreSQL: the lane keeps its own connections and records with one autocommit statement
   (the part, and its job when it was the last part); once the statement is on the wire the
   server commits it even if this process dies. Answers that arrive together are recorded side
-  by side (a small pool), not one after another.
+  by side (a small pool, connected and with the statement prepared before the first send, so
+  no record waits for a connection), not one after another.
 - SQLite: a single writer at a time, and the app's writers hold the lock through their fsync
   (`SQLITE_SYNCHRONOUS=FULL`), so the lane does not write the main file: it appends to a small
   journal next to it (`<database>-sent`, WAL, written only by the lane, no fsync at commit:
@@ -47,6 +48,10 @@ T = TypeVar("T")
 #: (the lane's Telegram client, and how to close it), built inside the lane's loop.
 TelegramFactory = Callable[[], tuple[TelegramAPI, Callable[[], Awaitable[None]]]]
 SWITCH_INTERVAL = 0.001
+#: PostgreSQL connections the lane opens before its first send and keeps: one per answer that
+#: may arrive at once. A chaos run saw the third answer of a fresh process's first burst wait
+#: 17 ms for a third connection to be opened (TLS, authentication) and a kill land inside it.
+LANE_CONNECTIONS = 8
 
 
 class SendJournal:
@@ -95,6 +100,13 @@ def journal_path(database: str | None) -> Path | None:
     if not database or database == ":memory:":
         return None
     return Path(database + "-sent")
+
+
+async def _warm(conn: Any) -> None:
+    """Prepare the record statement on a new connection, so that the first record made on
+    it is one round trip (asyncpg caches prepared statements per connection). The ids match
+    nothing: the statement changes no row."""
+    await conn.fetchrow(MARK_SENT_POSTGRES, None, 0.0, -1, "warm", -1)
 
 
 class SendLane:
@@ -189,7 +201,13 @@ class SendLane:
         async with self._pg_lock:
             if self._pg is None:
                 dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
-                self._pg = await asyncpg.create_pool(dsn, min_size=2, max_size=8)
+                self._pg = await asyncpg.create_pool(
+                    dsn,
+                    min_size=LANE_CONNECTIONS,
+                    max_size=LANE_CONNECTIONS,
+                    max_inactive_connection_lifetime=0,  # idle for hours, still connected
+                    init=_warm,
+                )
 
     async def _record_postgres(
         self, part: PartRow, message_id: int | None, final: JobState

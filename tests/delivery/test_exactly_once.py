@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.delivery import DeliveredJob, Delivery, store
+from app.delivery.lane import LANE_CONNECTIONS
 from app.delivery.pacing import Pacer
 from app.delivery.tables import delivery_jobs, delivery_parts
 from app.storage.engine import write, write_gate
@@ -202,6 +203,39 @@ async def test_the_lane_records_a_send_while_the_app_loop_is_busy(
     recorded = _durable_record(d, db_url)
     assert recorded, "Telegram accepted the part, but nothing durable says so yet"
     assert (await d.wait("busy", timeout=5)).delivered
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_the_lane_is_connected_and_warm_before_its_first_send(
+    make_delivery: Factory, db_url: str
+) -> None:
+    """A fresh process's first burst must not open connections or prepare statements inside
+    the window between Telegram's answer and the record (a chaos run caught a kill 17 ms into
+    the third record of a restarted replica's first burst, waiting for a new connection)."""
+    d = await make_delivery()
+    lane = d.lane
+    assert lane is not None and lane.postgres
+    pool: Any = lane._pg
+    assert pool is not None, "the lane connects at start, before anything is sent"
+    assert pool.get_size() == LANE_CONNECTIONS == pool.get_idle_size()
+
+    async def prepared_on_each() -> list[int]:
+        held = [await pool.acquire() for _ in range(LANE_CONNECTIONS)]  # every one of them
+        try:
+            return [
+                await c.fetchval(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE $1",
+                    "%UPDATE delivery_parts SET state%",
+                )
+                for c in held
+            ]
+        finally:
+            for c in held:
+                await pool.release(c)
+
+    assert await lane.call(prepared_on_each) == [1] * LANE_CONNECTIONS
 
 
 def _durable_record(d: Delivery, db_url: str) -> bool:
