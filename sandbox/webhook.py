@@ -30,7 +30,7 @@ logger = logging.getLogger("sandbox.webhook")
 IDLE_RECHECK = 1.0
 
 
-async def _wait_change(sandbox: Sandbox, seconds: float | None) -> None:
+async def _wait_change(sandbox: Sandbox, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(sandbox.updates_changed.wait(), seconds)
 
@@ -99,13 +99,12 @@ async def _post(
     }
     try:
         response = await client.post(url, content=orjson.dumps(update), headers=headers)
-    except httpx.HTTPError as exc:
-        entry.update(status=None, error=f"Connection error: {type(exc).__name__}")
-        sandbox.deliveries.append(entry)
-        return str(entry["error"])
-    except Exception as exc:  # an invalid URL, a library's surprise: this attempt failed
-        logger.exception("webhook delivery to %s failed unexpectedly", url)
-        entry.update(status=None, error=f"Delivery error: {type(exc).__name__}")
+    except Exception as exc:  # the network, or an invalid URL, a library's surprise
+        network = isinstance(exc, httpx.HTTPError)
+        if not network:
+            logger.exception("webhook delivery to %s failed unexpectedly", url)
+        kind = "Connection error" if network else "Delivery error"
+        entry.update(status=None, error=f"{kind}: {type(exc).__name__}")
         sandbox.deliveries.append(entry)
         return str(entry["error"])
     entry["status"] = response.status_code
